@@ -27,8 +27,12 @@ How the data-parallel kernels are organised (after scikit-learn's k-means Lloyd 
   compiler vectorises it, ``exp`` and ``log`` included (see ``_exp``/``_log``). B is
   chosen from (d, k) so that a block's working set stays in the L1 cache
   (:func:`block_rows`).
-* Blocks are grouped into chunks; ``prange`` hands chunks to threads with a static
-  schedule. The chunk grid depends only on ``(n, d, k)``, never on the thread count.
+* Blocks are grouped into chunks; ``prange`` hands chunks to threads one at a time
+  (dynamic schedule), so a thread that wakes late or is descheduled for a moment
+  takes fewer chunks instead of holding up the others. Measured against a static
+  schedule on this 2-core machine: quinn (7 ms per iteration) 1.77x from 1 to 2
+  threads instead of 1.48-1.64x, schreiber 1.9-2.0x either way. The chunk grid
+  depends only on ``(n, d, k)``, never on the thread count.
 * Each chunk writes its partial sums into its own row of a partials array; after the
   parallel loop the rows are added in chunk order. Results are therefore *bitwise*
   identical for any thread count and any schedule.
@@ -276,8 +280,8 @@ cdef enum:
     # negligible; below 32 it is not.
     MIN_BLOCK_ROWS = 32
     MAX_BLOCK_ROWS = 256
-    # At most this many chunks: enough for a static schedule to balance a few dozen
-    # threads, few enough that the partials array stays small ...
+    # At most this many chunks: enough to balance a few dozen threads, few enough
+    # that the partials array stays small ...
     MAX_CHUNKS = 256
 
 # ... and at most this many doubles (8 MiB) of partial sums in all.
@@ -684,7 +688,7 @@ cdef void _chunk(int op, const KernelArgs* a, Py_ssize_t chunk, double* scratch)
 
 
 cdef int _run_chunks(int op, const KernelArgs* a, int n_threads, int* seen) noexcept nogil:
-    """Every chunk once, on ``n_threads`` OpenMP threads (static schedule).
+    """Every chunk once, on ``n_threads`` OpenMP threads (dynamic schedule).
 
     seen (out): (n_threads,), set to 1 by each thread that ran, -1 if its scratch
     allocation failed. Returns -1 on allocation failure, else 0.
@@ -707,7 +711,7 @@ cdef int _run_chunks(int op, const KernelArgs* a, int n_threads, int* seen) noex
         # Per-thread scratch, allocated by the thread that uses it.
         scratch = <double*> malloc(a.scratch_size * sizeof(double))
         seen[threadid()] = 1 if scratch != NULL else -1
-        for chunk in prange(a.n_chunks, schedule="static"):
+        for chunk in prange(a.n_chunks, schedule="dynamic", chunksize=1):
             if scratch != NULL:
                 _chunk(op, a, chunk, scratch)
         free(scratch)
@@ -840,7 +844,7 @@ def block_rows(Py_ssize_t d, Py_ssize_t k):
 
 
 def chunk_rows(Py_ssize_t n, Py_ssize_t d, Py_ssize_t k):
-    """Points per chunk (the unit of the static schedule) of the data-parallel kernels.
+    """Points per chunk (the unit of work handed to a thread) of the data-parallel kernels.
 
     A function of ``(n, d, k)`` only: the chunk grid, and so every result, is the same
     for every thread count.
@@ -1237,7 +1241,7 @@ def e_step_components(const double[:, ::1] X, const double[::1] log_norm,
             scratch = <double*> malloc(scratch_size * sizeof(double))
             if scratch == NULL:
                 seen[threadid()] = -1
-            for chunk in prange(a.n_chunks, schedule="static"):
+            for chunk in prange(a.n_chunks, schedule="dynamic", chunksize=1):
                 if scratch != NULL:
                     _normalise_chunk(&a, chunk, scratch)
             free(scratch)
