@@ -801,11 +801,27 @@ def _parser(runner: Any) -> argparse.ArgumentParser:
     return parser
 
 
+def _exit_on_sigterm() -> None:
+    """Make SIGTERM raise SystemExit, so ``finally`` blocks release what strategies hold.
+
+    The runner stops a configuration that overran its time limit with SIGTERM first;
+    by default SIGTERM ends the process at once and pool workers, shared-memory
+    segments and joblib's memmap folders would be left to the resource trackers.
+    """
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    with contextlib.suppress(ValueError):  # not the main thread (in-process tests)
+        signal.signal(signal.SIGTERM, stop)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m harness.measure`` (see the module docstring)."""
     import pyperf
 
     argv = list(sys.argv[1:] if argv is None else argv)
+    _exit_on_sigterm()
 
     def forward_spec(cmd: list[str], args: argparse.Namespace) -> None:
         cmd.extend(("--spec", args.spec))

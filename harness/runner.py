@@ -758,23 +758,65 @@ def _write_atomic(path: Path, write: Any) -> None:
     os.replace(temporary, path)
 
 
+#: Seconds the rest of a finished configuration process's group gets to exit by itself.
+LINGER_SECONDS = 1.0
+#: Seconds a configuration process gets to clean up after SIGTERM before SIGKILL.
+STOP_GRACE_SECONDS = 5.0
+#: Seconds what is left of its group (resource trackers deleting shared memory and
+#: memmap folders once their parent is gone) gets before SIGKILL.
+TRACKER_GRACE_SECONDS = 5.0
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def _wait_group(pgid: int, seconds: float) -> bool:
+    """Wait until the process group is empty; True when it emptied in time."""
+    deadline = time.monotonic() + seconds
+    while _group_alive(pgid):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def _kill_group(process: subprocess.Popen) -> bool:
-    """Kill the process group of ``process`` (it leads its own session).
+    """Stop the process group of ``process`` (it leads its own session), cleanly if it can.
+
+    SIGTERM first: the configuration process turns it into SystemExit and closes its
+    strategy (pools, shared memory, memmap folders). A leader deaf to it (hung in C
+    code) gets SIGKILL after :data:`STOP_GRACE_SECONDS`. The rest of the group, the
+    resource trackers that delete what a dead parent registered, then get
+    :data:`TRACKER_GRACE_SECONDS` to finish before everything left is killed: killing
+    them at once is what leaks ``/dev/shm`` entries.
 
     Returns
     -------
     bool
-        True when something was still running in the group.
+        True when something was still running in the group when it was stopped.
     """
+    pgid = process.pid
+    # a finished process's resource trackers exit on their own within moments
+    if process.poll() is not None and _wait_group(pgid, LINGER_SECONDS):
+        return False
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGTERM)
     try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        alive = False
-    else:
-        alive = True
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=10)
-    return alive
+        process.wait(timeout=STOP_GRACE_SECONDS)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            process.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=10)
+    if not _wait_group(pgid, TRACKER_GRACE_SECONDS):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGKILL)
+    return True
 
 
 class SweepRunner:

@@ -7,6 +7,7 @@ what is checked is behaviour (files, statuses, reasons, consistency), never timi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -248,6 +249,82 @@ def test_failing_strategies_are_recorded_and_the_sweep_goes_on(tmp_path: Path) -
     assert "timed out after" in errors["scipy"]
     assert (out / "logs" / "schreiber-n500-einsum-w1.log").is_file()
     assert not _processes_mentioning(str(out))  # the hung process group was killed
+
+
+SHM = Path("/dev/shm")
+
+
+def _shm_entries() -> set[str]:
+    """Shared-memory segments, memmap folders and loky semaphores in /dev/shm."""
+    if not SHM.is_dir():
+        return set()
+    return {p.name for pattern in ("gmmh_*", "sem.loky-*") for p in SHM.glob(pattern)}
+
+
+@pytest.mark.timeout(120)
+def test_a_hung_process_strategy_leaves_no_processes_or_shared_memory(tmp_path: Path) -> None:
+    out = tmp_path / "hung-pool"
+    before = _shm_entries()
+    result = run_harness(
+        "--workloads",
+        "schreiber",
+        "--sizes",
+        "500",
+        "--workers",
+        "2",
+        "--strategies",
+        "joblib-processes",
+        "--time-budget",
+        "1",
+        "--out",
+        str(out),
+        env={"GMM_HARNESS_FAULT": "joblib-processes:hang"},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    table = assert_consistent(out)
+    assert set(table["status"]) == {"failed"}
+    assert "timed out after" in table["error"].iloc[0]
+    assert not _processes_mentioning(str(out))
+    # the resource trackers got the time to delete the dead process's memmap folder
+    assert _shm_entries() <= before
+
+
+_HUNG_OWNER = """
+import signal, sys, time
+from multiprocessing import shared_memory
+segment = shared_memory.SharedMemory(create=True, size=4096, name=sys.argv[1])
+print("ready", flush=True)
+signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+while True:
+    time.sleep(3600)
+"""
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.skipif(not SHM.is_dir(), reason="needs /dev/shm")
+def test_kill_group_lets_the_resource_tracker_unlink_a_dead_owners_segment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from harness import runner
+
+    monkeypatch.setattr(runner, "STOP_GRACE_SECONDS", 0.5)
+    name = f"gmmh_test_{os.getpid()}"
+    process = subprocess.Popen(
+        [sys.executable, "-c", _HUNG_OWNER, name],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert process.stdout.readline().strip() == "ready"
+        assert (SHM / name).exists()
+        assert runner._kill_group(process) is True  # deaf to SIGTERM: killed
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    assert not runner._group_alive(process.pid)
+    assert not (SHM / name).exists()
 
 
 @pytest.mark.timeout(120)
