@@ -48,8 +48,10 @@ Decisions a user should know
   budget judges estimates, so on a busy machine a configuration near it may be
   skipped that an idle one would run.
 * **Time limit**: a configuration process that runs longer than
-  ``TIMEOUT_SLACK + TIMEOUT_FACTOR * budget`` seconds is killed with its whole
-  process group and recorded ``failed: timed out after N s``. A strategy that
+  ``TIMEOUT_SLACK + TIMEOUT_FACTOR * budget`` seconds is stopped with its whole
+  process group (SIGTERM, so it closes its pools; SIGKILL when it does not exit;
+  its resource trackers are given time to delete shared memory and memmap folders)
+  and recorded ``failed: timed out after N s``. A strategy that
   raises or a process that dies is recorded ``failed`` with its error; the sweep
   goes on. Any process a configuration leaves behind is killed with its group.
 * **Oversubscription**: more workers than usable cores is measured when asked for,
