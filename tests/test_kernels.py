@@ -182,6 +182,16 @@ def test_kernels_ignore_noise_below_the_diagonal_of_P(K) -> None:
     np.testing.assert_array_equal(clean_log_resp, noisy_log_resp)
 
 
+def test_padded_precision_is_cache_line_aligned(K) -> None:
+    # SIMD row loads must not depend on where NumPy's allocator put the array
+    for k, d, d4 in [(1, 2, 4), (4, 3, 4), (8, 32, 32), (3, 5, 8)]:
+        padded = K._padded_precision(np.ones((k, d, d)), d4)
+        assert padded.shape == (k, d, d4) and padded.flags.c_contiguous
+        assert padded.ctypes.data % 64 == 0
+        np.testing.assert_array_equal(padded[:, :, :d], np.triu(np.ones((k, d, d))))
+        assert not padded[:, :, d:].any()
+
+
 def test_one_and_two_threads_give_identical_results(K) -> None:
     if not K.openmp_enabled():
         pytest.skip(K.openmp_unavailable_reason())
