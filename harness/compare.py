@@ -22,7 +22,7 @@ so the test sees the noise within a process but not the noise between processes,
 on a small VM that is the larger one (the same build's single-thread highdim iteration
 lands at 4.4 or 5.6 ms depending on the process, even with ASLR off; a competing
 program's burst moves whole minutes of a sweep). A false alarm must then happen in every
-pair, a real slowdown shows in each. The CI workflow sweeps two pairs.
+pair, a real slowdown shows in each. The CI workflow sweeps three pairs.
 
 Verdicts (symmetric in log space, so 2x slower and 2x faster are equally far from 1):
 

@@ -1,6 +1,6 @@
 """Measure how well ``compare`` separates noise from a real slowdown, on this machine.
 
-``python -m harness.compare_selftest [--trials 5] [--replicates 2] [--chained]
+``python -m harness.compare_selftest [--trials 5] [--replicates 3] [--chained]
 [--slowdown cython:1.2] [--iterations 10] [--out DIR] [-- RUNNER_OPTIONS]``
 
 Two targets (issue 7):
@@ -13,8 +13,8 @@ Two targets (issue 7):
   nothing else.
 
 Every comparison is made the way the CI workflow makes it: ``--replicates`` pairs of
-sweeps, BASE and NEW alternately (``B1 N1 B2 N2``), compared as
-``compare B1,B2 N1,N2``. Sweeps run as
+sweeps, BASE and NEW alternately (``B1 N1 B2 N2 B3 N3``), compared as
+``compare B1,B2,B3 N1,N2,N3``. Sweeps run as
 ``python -m harness run --quick --iterations 10 --out DIR`` subprocesses (extra runner
 options after ``--``), one after another. Trials sweep afresh (``2 x replicates``
 sweeps each), or with ``--chained`` trial ``t`` reuses all but two of trial
@@ -90,7 +90,7 @@ def run_selftest(
     threshold: float,
     alpha: float,
     runner_args: Sequence[str],
-    replicates: int = 2,
+    replicates: int = 3,
     chained: bool = False,
 ) -> dict:
     """Run the A/A trials and the slowdown trial; return every figure as a dict.
@@ -288,7 +288,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--replicates",
         type=int,
-        default=2,
+        default=3,
         help="replicate pairs per comparison, as the CI workflow sweeps",
     )
     parser.add_argument(

@@ -391,7 +391,9 @@ def test_selftest_meets_both_targets_on_synthetic_sweeps(tmp_path, monkeypatch, 
         return 0.0
 
     monkeypatch.setattr(compare_selftest, "sweep", fake_sweep)
-    argv = ["--trials", "2", "--out", str(tmp_path / "st")] + (["--chained"] if chained else [])
+    argv = ["--trials", "2", "--replicates", "2", "--out", str(tmp_path / "st")] + (
+        ["--chained"] if chained else []
+    )
     assert compare_selftest.main(argv) == 0
     aa = ["aa0", "aa1", "aa2", "aa3", "aa4", "aa5"] + ([] if chained else ["aa6", "aa7"])
     slow = ["slowdown-plain0", "slowdown-slowed0", "slowdown-plain1", "slowdown-slowed1"]

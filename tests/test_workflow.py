@@ -76,10 +76,8 @@ def test_has_the_steps_in_order(steps):
     check, _ = find_step(steps, r"-m harness check")
     compare, compare_step = find_step(steps, r"-m harness compare")
     assert "--markdown compare.md" in compare_step["run"]
-    assert (
-        "results/ci-base-1,results/ci-base-2 results/ci-head-1,results/ci-head-2"
-        in (compare_step["run"])
-    )
+    assert "results/ci-base-1,results/ci-base-2,results/ci-base-3" in compare_step["run"]
+    assert "results/ci-head-1,results/ci-head-2,results/ci-head-3" in compare_step["run"]
     summary, summary_step = find_step(steps, r"job summary")
     assert summary_step["if"] == "always()"
     charts, _ = find_step(steps, r"-m harness plot")
@@ -190,16 +188,18 @@ def test_sweep_step_alternates_base_and_head(workflow, steps, tmp_path, base_run
         "head -m harness run --quick --iterations 10 --out results/ci-head-1",
         f"base -m harness run --quick --iterations 10 --out {head}/results/ci-base-2",
         "head -m harness run --quick --iterations 10 --out results/ci-head-2",
+        f"base -m harness run --quick --iterations 10 --out {head}/results/ci-base-3",
+        "head -m harness run --quick --iterations 10 --out results/ci-head-3",
     ]
     assert calls == (expected if base_runnable else expected[1::2])
-    assert (head / "results" / "ci-head-2").is_dir()
+    assert (head / "results" / "ci-head-3").is_dir()
 
 
 def test_compare_and_summary_steps_run_on_synthetic_results(steps, tmp_path):
     from tests.test_compare import KEY, noisy, write_run
 
     _runner(tmp_path)
-    for pair in (1, 2):
+    for pair in (1, 2, 3):
         write_run(tmp_path / "results" / f"ci-base-{pair}", {KEY: noisy(0.02, 0.02, seed=pair)})
         write_run(tmp_path / "results" / f"ci-head-{pair}", {KEY: noisy(0.04, 0.02, seed=9 + pair)})
     summary = tmp_path / "summary.md"
