@@ -19,8 +19,8 @@ pair is compared as above and a change counts only when *every* pair shows it, e
 beyond the threshold and significant (an intersection-union test: its p-value is the
 largest of the pairs'). Why: the repeated values of one sweep all come from one process,
 so the test sees the noise within a process but not the noise between processes, and
-on a small VM that is the larger one (the same build's single-thread highdim iteration
-lands at 4.4 or 5.6 ms depending on the process, even with ASLR off; a competing
+on a small VM that is the larger one (einsum on 2 BLAS threads, highdim n = 5000, ran
+at 32 ms in some processes and 60-87 ms in others of the same build; a competing
 program's burst moves whole minutes of a sweep). A false alarm must then happen in every
 pair, a real slowdown shows in each. The CI workflow sweeps three pairs.
 

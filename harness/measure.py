@@ -801,27 +801,41 @@ def _parser(runner: Any) -> argparse.ArgumentParser:
     return parser
 
 
-def _exit_on_sigterm() -> None:
-    """Make SIGTERM raise SystemExit, so ``finally`` blocks release what strategies hold.
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
-    The runner stops a configuration that overran its time limit with SIGTERM first;
-    by default SIGTERM ends the process at once and pool workers, shared-memory
-    segments and joblib's memmap folders would be left to the resource trackers.
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """Inside the block SIGTERM stops the process as Ctrl-C does: ``finally`` blocks run.
+
+    Used by the runner (a terminated sweep must not leave its measurement process, in
+    a session of its own, running with nobody to collect it) and by the measurement
+    process itself (the runner stops an overrunning configuration with SIGTERM first;
+    by default SIGTERM would end it at once, leaving its pool workers, shared-memory
+    segments and memmap folders to the resource trackers).
     """
-
-    def stop(signum: int, frame: object) -> None:
-        raise SystemExit(128 + signum)
-
-    with contextlib.suppress(ValueError):  # not the main thread (in-process tests)
-        signal.signal(signal.SIGTERM, stop)
+    try:
+        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m harness.measure`` (see the module docstring)."""
+    with terminate_as_interrupt():
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     import pyperf
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    _exit_on_sigterm()
 
     def forward_spec(cmd: list[str], args: argparse.Namespace) -> None:
         cmd.extend(("--spec", args.spec))

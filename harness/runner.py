@@ -115,6 +115,7 @@ from harness.measure import (
     configuration_seconds,
     iteration_seconds_at,
     save_inputs,
+    terminate_as_interrupt,
 )
 from harness.metadata import collect_metadata, now_iso, row_metadata
 from harness.results import (
@@ -406,7 +407,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     """Run the sweep ``args`` describe (see :func:`configure_parser`)."""
     sweep = resolve_sweep(args)
-    with _terminate_as_interrupt():
+    with terminate_as_interrupt():
         return SweepRunner(sweep).run()
 
 
@@ -707,28 +708,6 @@ def _format_seconds(seconds: float) -> str:
 
 #: Signals that stop a sweep the way Ctrl-C does (SIGTERM: CI cancelling a job, kill).
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-def _raise_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
-@contextlib.contextmanager
-def _terminate_as_interrupt() -> Iterator[None]:
-    """Inside the block SIGTERM stops the sweep as Ctrl-C does: cleanly, folder consistent.
-
-    Without it a terminated runner would leave its measurement process (in a
-    session of its own) running with nobody to collect it.
-    """
-    try:
-        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 @contextlib.contextmanager

@@ -58,6 +58,27 @@ def run_harness(
     )
 
 
+def run_with_faults(
+    out: Path, strategies: str, faults: str, workers: int = 1
+) -> subprocess.CompletedProcess:
+    """A tiny schreiber sweep (n = 500, 1 s budget) with ``GMM_HARNESS_FAULT=faults``."""
+    return run_harness(
+        "--workloads",
+        "schreiber",
+        "--sizes",
+        "500",
+        "--workers",
+        str(workers),
+        "--strategies",
+        strategies,
+        "--time-budget",
+        "1",
+        "--out",
+        str(out),
+        env={"GMM_HARNESS_FAULT": faults},
+    )
+
+
 def statuses(table: pd.DataFrame) -> dict[str, str]:
     """config_id -> status (one per configuration)."""
     per_config = table.groupby("config_id")["status"].agg(lambda s: set(s))
@@ -219,20 +240,8 @@ def _processes_mentioning(text: str) -> list[psutil.Process]:
 @pytest.mark.timeout(120)
 def test_failing_strategies_are_recorded_and_the_sweep_goes_on(tmp_path: Path) -> None:
     out = tmp_path / "faults"
-    result = run_harness(
-        "--workloads",
-        "schreiber",
-        "--sizes",
-        "500",
-        "--workers",
-        "1",
-        "--strategies",
-        "einsum,sklearn,scipy,python",
-        "--time-budget",
-        "1",
-        "--out",
-        str(out),
-        env={"GMM_HARNESS_FAULT": "einsum:raise,sklearn:crash,scipy:hang"},
+    result = run_with_faults(
+        out, "einsum,sklearn,scipy,python", "einsum:raise,sklearn:crash,scipy:hang"
     )
     assert result.returncode == 0, result.stdout + result.stderr
     table = assert_consistent(out)
@@ -265,21 +274,7 @@ def _shm_entries() -> set[str]:
 def test_a_hung_process_strategy_leaves_no_processes_or_shared_memory(tmp_path: Path) -> None:
     out = tmp_path / "hung-pool"
     before = _shm_entries()
-    result = run_harness(
-        "--workloads",
-        "schreiber",
-        "--sizes",
-        "500",
-        "--workers",
-        "2",
-        "--strategies",
-        "joblib-processes",
-        "--time-budget",
-        "1",
-        "--out",
-        str(out),
-        env={"GMM_HARNESS_FAULT": "joblib-processes:hang"},
-    )
+    result = run_with_faults(out, "joblib-processes", "joblib-processes:hang", workers=2)
     assert result.returncode == 0, result.stdout + result.stderr
     table = assert_consistent(out)
     assert set(table["status"]) == {"failed"}
