@@ -5,7 +5,7 @@ modules, each exposing ``HELP`` (one line), ``configure_parser(parser)`` and
 ``main(args) -> int``, and are listed in ``_COMMAND_MODULES``.
 
 Exit status: 0 success, 1 a check or comparison failed, 2 bad input (every
-:class:`~harness.errors.HarnessError` becomes one ``error: ...`` line), 130 Ctrl-C.
+:class:`~harness.model.errors.HarnessError` becomes one ``error: ...`` line), 130 Ctrl-C.
 """
 
 from __future__ import annotations
@@ -19,16 +19,17 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from harness.errors import HarnessError, InvalidParameterError
+from harness.model.args import positive_int, size
+from harness.model.errors import HarnessError, InvalidParameterError
 
 # command name -> module implementing it
 _COMMAND_MODULES: dict[str, str] = {
-    "run": "harness.runner",
-    "plot": "harness.report",
-    "compare": "harness.compare",
-    "check": "harness.expectations",
-    "bench-compiled": "harness.bench_compiled",
-    "bench-processes": "harness.bench_processes",
+    "run": "harness.sweep.runner",
+    "plot": "harness.report.markdown",
+    "compare": "harness.gate.compare",
+    "check": "harness.gate.expectations",
+    "bench-compiled": "harness.bench.compiled",
+    "bench-processes": "harness.bench.processes",
 }
 
 
@@ -44,31 +45,8 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
-    return value
-
-
-def _size(text: str) -> int:
-    """Accepts 4000000, 4e6, 4_000_000."""
-    try:
-        value = float(text.replace("_", ""))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a size such as 100000 or 1e5, got {text!r}"
-        ) from None
-    if value < 1 or value != int(value):
-        raise argparse.ArgumentTypeError(f"expected a whole size >= 1, got {text!r}")
-    return int(value)
-
-
 def _add_fit_parser(subparsers: argparse._SubParsersAction) -> None:
-    from harness.workloads import WORKLOADS
+    from harness.model.workloads import WORKLOADS
 
     parser = subparsers.add_parser(
         "fit",
@@ -91,7 +69,7 @@ def _add_fit_parser(subparsers: argparse._SubParsersAction) -> None:
         "--data", metavar="FILE", help="your own data: .npy or .csv, one point per row"
     )
     parser.add_argument(
-        "--n", type=_size, default=None, help="points to generate (workload default when omitted)"
+        "--n", type=size, default=None, help="points to generate (workload default when omitted)"
     )
     parser.add_argument(
         "--k",
@@ -132,10 +110,10 @@ def _add_fit_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def _run_fit(args: argparse.Namespace) -> int:
     import strategies
-    from harness.em import fit
-    from harness.gmm import initial_params
-    from harness.threads import effective_workers
-    from harness.workloads import dataset_from_file, make_workload
+    from harness.model.gmm import initial_params
+    from harness.model.threads import effective_workers
+    from harness.model.workloads import dataset_from_file, make_workload
+    from harness.sweep.em import fit
 
     strategy_cls = strategies.get_strategy(args.strategy)
     if args.data is not None:
@@ -147,7 +125,7 @@ def _run_fit(args: argparse.Namespace) -> int:
     else:
         dataset = make_workload(args.workload, n=args.n, seed=args.seed)
         if args.k is not None:
-            from harness.validation import check_n_components
+            from harness.model.validation import check_n_components
 
             dataset = type(dataset)(
                 dataset.name, dataset.X, check_n_components(args.k, dataset.n), dataset.seed

@@ -16,7 +16,7 @@ import importlib
 from dataclasses import dataclass
 from functools import cache
 
-from harness.errors import StrategyUnavailableError, UnknownStrategyError
+from harness.model.errors import StrategyUnavailableError, UnknownStrategyError
 from strategies.base import KINDS, Strategy
 
 # (registry name, "module:Class"), in the order listings show them.

@@ -10,7 +10,7 @@ Three layers, all used by :mod:`strategies.multiprocessing_pool` and
   result does not depend on which one ran. Statistics are *shifted sums*
   (``sum r``, ``sum r (x - c)``, ``sum r (x - c)(x - c)^T`` with ``c`` the previous
   means), turned into centred statistics by
-  :meth:`harness.gmm.SufficientStats.from_shifted_sums` in the parent.
+  :meth:`harness.model.gmm.SufficientStats.from_shifted_sums` in the parent.
 * **Shared memory** (:class:`SharedArray`, :func:`attach`): arrays in
   :mod:`multiprocessing.shared_memory` segments, named so that a leak is easy to spot
   (``gmmh_<parent pid>_<random>`` in ``/dev/shm``).
@@ -44,9 +44,9 @@ from typing import NamedTuple
 import numpy as np
 import psutil
 
-from harness.errors import InvalidParameterError
-from harness.gmm import DerivedParams
-from harness.threads import THREAD_ENV_VARS
+from harness.model.errors import InvalidParameterError
+from harness.model.gmm import DerivedParams
+from harness.model.threads import THREAD_ENV_VARS
 
 #: Rows processed at a time inside one task by the NumPy path. The (rows, k)
 #: scratch arrays of a block stay at a few MB even for k = 50 (16384 * 50 * 8 B =
@@ -115,7 +115,7 @@ def kernel_path(kernel: ModuleType | None) -> str:
 
 
 class ModelArrays(NamedTuple):
-    """What a chunk needs from :class:`~harness.gmm.DerivedParams`.
+    """What a chunk needs from :class:`~harness.model.gmm.DerivedParams`.
 
     Attributes
     ----------
@@ -183,7 +183,7 @@ def unpack_array(blob: bytes) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------
-# Per-chunk maths (NumPy path mirrors harness.gmm.log_weighted_density exactly)
+# Per-chunk maths (NumPy path mirrors harness.model.gmm.log_weighted_density exactly)
 # --------------------------------------------------------------------------------------
 
 
@@ -218,7 +218,7 @@ def _weighted_log_density_into(
 ) -> None:
     """``log w_k + log N(x | mu_k, Sigma_k)`` for a block of rows, into ``out``.
 
-    Same arithmetic, in the same order, as :func:`harness.gmm.log_weighted_density`.
+    Same arithmetic, in the same order, as :func:`harness.model.gmm.log_weighted_density`.
 
     Parameters
     ----------

@@ -6,7 +6,7 @@
    worker sweep makes sense; ``blas_threads`` protects against oversubscription).
 3. Implement ``e_step`` and ``m_step`` (and ``fused_iteration`` if you can compute
    the statistics in one pass). Return *statistics*, never parameters:
-   ``harness.gmm.params_from_stats`` does the shared closing part.
+   ``harness.model.gmm.params_from_stats`` does the shared closing part.
 4. Put expensive one-off work (pools, shared memory, data copies) in ``_setup``
    and release all of it in ``_teardown``. ``prepare`` is timed apart from the
    iterations, so start-up cost stays visible.
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.gmm import DerivedParams, SufficientStats, reference_e_step, reference_m_step
+from harness.model.gmm import DerivedParams, SufficientStats, reference_e_step, reference_m_step
 from strategies.base import Strategy
 
 

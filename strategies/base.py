@@ -10,9 +10,9 @@ workers) to the EM driver. Its life cycle::
         # or, where `has_fused_iteration`: stats, loglik = strategy.fused_iteration(derived)
     # close(): every process, thread pool, shared-memory segment and file released
 
-Strategies compute *statistics*, never parameters: :func:`harness.gmm.params_from_stats`
-turns :class:`~harness.gmm.SufficientStats` into the next parameters (``reg_covar``,
-floors) and :func:`harness.gmm.derive` computes Cholesky factors, once per iteration
+Strategies compute *statistics*, never parameters: :func:`harness.model.gmm.params_from_stats`
+turns :class:`~harness.model.gmm.SufficientStats` into the next parameters (``reg_covar``,
+floors) and :func:`harness.model.gmm.derive` computes Cholesky factors, once per iteration
 for all strategies alike. Strategies know nothing about timing, files or charts.
 
 To add a strategy, copy ``strategies/_template.py`` and add one line to
@@ -26,9 +26,9 @@ from typing import ClassVar, Literal
 
 import numpy as np
 
-from harness.errors import InvalidParameterError
-from harness.gmm import DerivedParams, SufficientStats
-from harness.validation import check_data, check_workers
+from harness.model.errors import InvalidParameterError
+from harness.model.gmm import DerivedParams, SufficientStats
+from harness.model.validation import check_data, check_workers
 
 Kind = Literal["serial", "threads", "processes", "openmp", "distributed"]
 KINDS: tuple[str, ...] = ("serial", "threads", "processes", "openmp", "distributed")
@@ -90,7 +90,7 @@ class Strategy(abc.ABC):
         Parameters
         ----------
         X : array_like, shape (n, d)
-            Converted to C-contiguous float64 if needed (see :mod:`harness.validation`).
+            Converted to C-contiguous float64 if needed (see :mod:`harness.model.validation`).
         """
         self.close()
         self._X = check_data(X)

@@ -8,7 +8,7 @@ OpenMP region, so every compiled strategy's speed-up is measured against it.
 
 :class:`CompiledStrategy` is the shared adapter between the kernels and the strategy
 interface (allocating outputs, choosing the shift of the M-step sums, turning sums
-into :class:`~harness.gmm.SufficientStats`); ``openmp``, ``openmp-components`` and
+into :class:`~harness.model.gmm.SufficientStats`); ``openmp``, ``openmp-components`` and
 ``joblib-threads`` derive from it.
 """
 
@@ -20,8 +20,8 @@ from typing import ClassVar
 import numpy as np
 
 import kernels
-from harness.errors import InvalidParameterError
-from harness.gmm import DerivedParams, SufficientStats
+from harness.model.errors import InvalidParameterError
+from harness.model.gmm import DerivedParams, SufficientStats
 from strategies.base import Strategy
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.gmm import DerivedParams, SufficientStats, normalise_log_resp
+from harness.model.gmm import DerivedParams, SufficientStats, normalise_log_resp
 from strategies.base import Strategy
 
 

@@ -52,8 +52,8 @@ import psutil
 from joblib.externals.loky.backend import resource_tracker as loky_tracker
 
 import strategies._process_common as pc
-from harness.errors import HarnessError, InvalidParameterError, WorkerError
-from harness.gmm import DerivedParams, SufficientStats
+from harness.model.errors import HarnessError, InvalidParameterError, WorkerError
+from harness.model.gmm import DerivedParams, SufficientStats
 from strategies.base import Strategy
 
 #: joblib's ``max_nbytes`` (bytes): ndarray arguments above it are memmapped. 0

@@ -32,7 +32,7 @@ import threading
 
 import numpy as np
 
-from harness.gmm import DerivedParams, SufficientStats
+from harness.model.gmm import DerivedParams, SufficientStats
 from strategies.cython_serial import CompiledStrategy
 
 #: Tasks per call are max(MIN_TASKS, TASKS_PER_WORKER * workers): 16 tasks cost well

@@ -19,7 +19,7 @@ workers with multi-threaded BLAS       one BLAS/OpenMP thread per worker (enviro
                                        reported
 a dead worker hangs the parent         ``concurrent.futures`` notices (the pool is
                                        *broken*) and the fit fails with
-                                       :class:`~harness.errors.WorkerError`
+                                       :class:`~harness.model.errors.WorkerError`
 =====================================  ==============================================
 
 ``multiprocessing`` is data-parallel: the rows are cut into ``workers *
@@ -56,8 +56,8 @@ import numpy as np
 import psutil
 
 import strategies._process_common as pc
-from harness.errors import InvalidParameterError, WorkerError
-from harness.gmm import DerivedParams, SufficientStats
+from harness.model.errors import InvalidParameterError, WorkerError
+from harness.model.gmm import DerivedParams, SufficientStats
 from strategies.base import Strategy
 
 #: Chunks per worker in the data-parallel strategy. One would minimise messages,
@@ -113,7 +113,7 @@ class _ProcessPoolStrategy(Strategy):
         Default: ``$GMM_HARNESS_START_METHOD`` if set, else ``"forkserver"``.
     use_kernels : bool, optional
         Run the compiled kernels in the workers. Default: when they are built.
-        True when they are not raises :class:`~harness.errors.InvalidParameterError`.
+        True when they are not raises :class:`~harness.model.errors.InvalidParameterError`.
     tasks_per_worker : int
         Row chunks per worker in each parallel step (:data:`TASKS_PER_WORKER`).
     """

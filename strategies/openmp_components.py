@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.gmm import DerivedParams
+from harness.model.gmm import DerivedParams
 from strategies.cython_serial import CompiledStrategy
 
 

@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from harness.gmm import LOG_2PI, DerivedParams, SufficientStats
+from harness.model.gmm import LOG_2PI, DerivedParams, SufficientStats
 from strategies.base import Strategy
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.gmm import REG_COVAR, DerivedParams, SufficientStats
+from harness.model.gmm import REG_COVAR, DerivedParams, SufficientStats
 from strategies.base import Strategy
 
 

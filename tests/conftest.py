@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import strategies
-from harness.gmm import GMMParams, initial_params
+from harness.model.gmm import GMMParams, initial_params
 
 
 def registry_params(parallel_workers: bool = False) -> list:

@@ -11,15 +11,15 @@ import pandas as pd
 import pytest
 
 from harness.cli import main as cli_main
-from harness.compare import (
+from harness.gate.compare import (
     IncompatibleRunsError,
     compare_runs,
     format_markdown,
     min_p_value,
     parse_threshold,
 )
-from harness.errors import DataFileError, InvalidParameterError
-from harness.results import COLUMNS, META_FILE, SCHEMA_VERSION, TABLE_FILE, config_id
+from harness.model.errors import DataFileError, InvalidParameterError
+from harness.sweep.results import COLUMNS, META_FILE, SCHEMA_VERSION, TABLE_FILE, config_id
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -374,7 +374,7 @@ def test_bad_threshold_on_the_command_line_exits_2(tmp_path, capsys):
 @pytest.mark.parametrize("chained", [False, True])
 def test_selftest_meets_both_targets_on_synthetic_sweeps(tmp_path, monkeypatch, chained):
     """The self-test's bookkeeping, with sweeps replaced by synthetic result folders."""
-    from harness import compare_selftest
+    from harness.gate import selftest as compare_selftest
 
     calls = []
 

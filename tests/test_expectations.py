@@ -9,10 +9,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness import expectations
 from harness.cli import main as cli_main
-from harness.errors import DataFileError, InvalidParameterError
-from harness.expectations import (
+from harness.gate import expectations
+from harness.gate.expectations import (
     DEFAULT_EXPECTATIONS,
     FAILED,
     NOT_APPLICABLE,
@@ -20,7 +19,8 @@ from harness.expectations import (
     check_run,
     load_expectations,
 )
-from harness.results import COLUMNS, META_FILE, SCHEMA_VERSION, TABLE_FILE, config_id
+from harness.model.errors import DataFileError, InvalidParameterError
+from harness.sweep.results import COLUMNS, META_FILE, SCHEMA_VERSION, TABLE_FILE, config_id
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -25,15 +25,15 @@ import numpy as np
 import pytest
 
 import strategies
-from harness.em import fit
-from harness.errors import InvalidParameterError
-from harness.gmm import (
+from harness.model.errors import InvalidParameterError
+from harness.model.gmm import (
     SufficientStats,
     derive,
     initial_params,
     reference_e_step,
     reference_m_step,
 )
+from harness.sweep.em import fit
 from tests.conftest import make_blobs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -351,8 +351,8 @@ def test_omp_num_threads_does_not_override_workers(K) -> None:
         pytest.skip(K.openmp_unavailable_reason())
     code = """
         import json, numpy as np, strategies
-        from harness.em import fit
-        from harness.gmm import initial_params
+        from harness.sweep.em import fit
+        from harness.model.gmm import initial_params
         from tests.conftest import make_blobs
         X = make_blobs(n=20_000, d=2, k=3)
         with strategies.create("openmp", 2) as s:
@@ -424,8 +424,8 @@ def _run_python(code: str, **env: str) -> str:
 
 _AVAILABILITY_AND_FITS = """
     import json, numpy as np, strategies
-    from harness.em import fit
-    from harness.gmm import initial_params, derive, reference_e_step
+    from harness.sweep.em import fit
+    from harness.model.gmm import initial_params, derive, reference_e_step
     from tests.conftest import make_blobs
     X = make_blobs(n=3_000, d=3, k=3)
     init = initial_params(X, 3)

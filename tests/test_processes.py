@@ -5,7 +5,7 @@ Correctness against the reference for every registered strategy is in
 report (start method, threads, bytes per iteration that do not grow with n), worker
 death and worker exceptions (a clear error, bounded by timeouts), and no process or
 ``/dev/shm`` entry left after ``close``, an exception, Ctrl-C or interpreter exit.
-Also the PSS sampler of :mod:`harness.memory`.
+Also the PSS sampler of :mod:`harness.sweep.memory`.
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ import pytest
 
 import strategies
 import strategies._process_common as pc
-from harness.em import em_iteration, fit
-from harness.errors import InvalidParameterError, WorkerError
-from harness.gmm import GMMParams, derive, initial_params, reference_e_step, reference_m_step
-from harness.memory import MemoryMeasurementError, PeakMemorySampler, process_tree_pss
+from harness.model.errors import InvalidParameterError, WorkerError
+from harness.model.gmm import GMMParams, derive, initial_params, reference_e_step, reference_m_step
+from harness.sweep.em import em_iteration, fit
+from harness.sweep.memory import MemoryMeasurementError, PeakMemorySampler, process_tree_pss
 from strategies.joblib_processes import JoblibProcessesStrategy
 from strategies.multiprocessing_pool import (
     MultiprocessingStrategy,
@@ -380,7 +380,7 @@ _CHILD_SCRIPT = textwrap.dedent(
     """
     import json, os, sys, time
     import strategies
-    from harness.gmm import derive, initial_params
+    from harness.model.gmm import derive, initial_params
     from tests.conftest import make_blobs
 
     def main(name, mode):
@@ -479,7 +479,7 @@ def test_killed_parent_leaves_no_workers_and_no_shared_memory(name: str, tmp_pat
     assert not _our_shm_entries(child.pid)
 
 
-# ---- harness.memory -----------------------------------------------------------------
+# ---- harness.sweep.memory -----------------------------------------------------------------
 
 
 def _touch_in_child(name: str, nbytes: int, ready, done) -> None:
@@ -541,7 +541,7 @@ def test_sampler_rejects_bad_interval_and_missing_process() -> None:
 
 
 def test_bench_crossover_is_where_the_pool_stays_faster() -> None:
-    from harness.bench_processes import crossover
+    from harness.bench.processes import crossover
 
     rows = [
         {"n": n, "r": r} for n, r in ((1e3, 3.0), (1e4, 0.9), (1e5, 1.2), (1e6, 0.7), (4e6, 0.6))
@@ -552,7 +552,7 @@ def test_bench_crossover_is_where_the_pool_stays_faster() -> None:
 
 
 def test_bench_command_is_wired_and_rejects_unknown_sections() -> None:
-    from harness.bench_processes import main
+    from harness.bench.processes import main
     from harness.cli import build_parser
 
     args = build_parser().parse_args(["bench-processes", "--only", "memory,speed"])

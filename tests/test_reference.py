@@ -10,8 +10,7 @@ import pytest
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
 
-from harness.em import fit
-from harness.gmm import (
+from harness.model.gmm import (
     GMMParams,
     SufficientStats,
     derive,
@@ -20,7 +19,8 @@ from harness.gmm import (
     reference_e_step,
     reference_m_step,
 )
-from harness.workloads import WORKLOADS, make_workload
+from harness.model.workloads import WORKLOADS, make_workload
+from harness.sweep.em import fit
 from tests.conftest import make_blobs
 from tests.test_strategies import ReferenceStrategy
 
@@ -107,7 +107,7 @@ def test_merge_with_empty_part_is_identity() -> None:
 
 
 def test_derive_rejects_non_positive_definite_covariance() -> None:
-    from harness.errors import NumericalError
+    from harness.model.errors import NumericalError
 
     params = GMMParams(np.array([1.0]), np.zeros((1, 2)), np.array([[[1.0, 2.0], [2.0, 1.0]]]))
     with pytest.raises(NumericalError, match="not positive definite"):

@@ -1,6 +1,6 @@
 """``python -m harness plot``: charts and report.md from a tidy results table.
 
-Tables are synthetic, built with exactly the columns of :data:`harness.results.COLUMNS`,
+Tables are synthetic, built with exactly the columns of :data:`harness.sweep.results.COLUMNS`,
 so the numbers in the report can be checked against values computed by hand.
 """
 
@@ -15,11 +15,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness import analysis as an
 from harness.cli import main as cli_main
-from harness.errors import DataFileError
-from harness.report import plot_run
-from harness.results import CHARTS_DIR, COLUMNS, META_FILE, REPORT_FILE, TABLE_FILE, config_id
+from harness.model.errors import DataFileError
+from harness.report import analysis as an
+from harness.report.markdown import plot_run
+from harness.sweep.results import CHARTS_DIR, COLUMNS, META_FILE, REPORT_FILE, TABLE_FILE, config_id
 
 pytestmark = pytest.mark.timeout(120)
 

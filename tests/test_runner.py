@@ -25,8 +25,9 @@ import pyperf
 import pytest
 
 from harness.cli import build_parser
-from harness.errors import DataFileError, InvalidParameterError, UnknownStrategyError
-from harness.measure import (
+from harness.model.errors import DataFileError, InvalidParameterError, UnknownStrategyError
+from harness.model.threads import usable_cores
+from harness.sweep.measure import (
     MeasureSpec,
     configuration_seconds,
     fault_for,
@@ -34,10 +35,9 @@ from harness.measure import (
     max_iteration_seconds,
     slowdown_for,
 )
-from harness.metadata import collect_metadata
-from harness.results import COLUMNS, PHASES, PYPERF_DIR, load_meta, load_table
-from harness.runner import resolve_sweep
-from harness.threads import usable_cores
+from harness.sweep.metadata import collect_metadata
+from harness.sweep.results import COLUMNS, PHASES, PYPERF_DIR, load_meta, load_table
+from harness.sweep.runner import resolve_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 VALUES = 3  # the quick protocol's values per phase
@@ -300,7 +300,7 @@ while True:
 def test_kill_group_lets_the_resource_tracker_unlink_a_dead_owners_segment(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from harness import runner
+    from harness.sweep import runner
 
     monkeypatch.setattr(runner, "STOP_GRACE_SECONDS", 0.5)
     name = f"gmmh_test_{os.getpid()}"

@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 
 import strategies
-from harness.em import fit
-from harness.gmm import (
+from harness.model.gmm import (
     CollapsedComponentWarning,
     GMMParams,
     derive,
@@ -20,6 +19,7 @@ from harness.gmm import (
     reference_e_step,
     reference_m_step,
 )
+from harness.sweep.em import fit
 from strategies.base import Strategy
 from tests.conftest import make_blobs, registry_params
 

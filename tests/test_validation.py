@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 import strategies
-from harness.em import fit
-from harness.errors import (
+from harness.model.errors import (
     DataFileError,
     HarnessError,
     InvalidDataError,
@@ -15,9 +14,10 @@ from harness.errors import (
     StrategyUnavailableError,
     UnknownStrategyError,
 )
-from harness.gmm import GMMParams, initial_params
-from harness.validation import check_data, check_n_components, check_workers
-from harness.workloads import dataset_from_file, load_data, make_workload
+from harness.model.gmm import GMMParams, initial_params
+from harness.model.validation import check_data, check_n_components, check_workers
+from harness.model.workloads import dataset_from_file, load_data, make_workload
+from harness.sweep.em import fit
 from tests.conftest import make_blobs
 
 

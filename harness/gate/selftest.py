@@ -1,6 +1,6 @@
 """Measure how well ``compare`` separates noise from a real slowdown, on this machine.
 
-``python -m harness.compare_selftest [--trials 5] [--replicates 3] [--chained]
+``python -m harness.gate.selftest [--trials 5] [--replicates 3] [--chained]
 [--slowdown cython:1.2] [--iterations 10] [--out DIR] [-- RUNNER_OPTIONS]``
 
 Two targets (issue 7):
@@ -36,9 +36,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from harness.compare import ComparisonReport, compare_runs, parse_threshold
-from harness.errors import HarnessError, InvalidParameterError
-from harness.results import load_table
+from harness.gate.compare import ComparisonReport, compare_runs, parse_threshold
+from harness.model.errors import HarnessError, InvalidParameterError
+from harness.sweep.results import load_table
 
 SLOWDOWN_ENV = "GMM_HARNESS_SLOWDOWN"
 
@@ -270,7 +270,7 @@ def to_markdown(figures: dict) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m harness.compare_selftest",
+        prog="python -m harness.gate.selftest",
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )

@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from harness.errors import InvalidParameterError, NumericalError
-from harness.gmm import REG_COVAR, GMMParams, derive, params_from_stats
-from harness.threads import limit_blas
-from harness.validation import check_data, check_n_components
+from harness.model.errors import InvalidParameterError, NumericalError
+from harness.model.gmm import REG_COVAR, GMMParams, derive, params_from_stats
+from harness.model.threads import limit_blas
+from harness.model.validation import check_data, check_n_components
 from strategies.base import Strategy
 
 

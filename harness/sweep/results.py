@@ -32,7 +32,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness.errors import DataFileError
+from harness.model.errors import DataFileError
 
 if TYPE_CHECKING:  # pandas loads lazily: measurement processes import this module too
     import pandas as pd

@@ -5,7 +5,7 @@ in one run, on the same data and from the same initial parameters:
 
 * every compiled strategy (``cython``, ``openmp``, ``openmp-components``,
   ``joblib-threads``) at 1 and 2 workers, per full EM iteration through the driver's
-  own :func:`harness.em.em_iteration` (the fused one-pass iteration where the
+  own :func:`harness.sweep.em.em_iteration` (the fused one-pass iteration where the
   strategy has one, as the driver uses it);
 * scikit-learn's E-step + M-step per iteration: the registered ``sklearn`` strategy,
   which calls ``GaussianMixture``'s own private steps, through the same driver, at 1
@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.errors import InvalidParameterError
+from harness.model.errors import InvalidParameterError
 
 HELP = (
     "compiled strategies (cython, openmp, openmp-components, joblib-threads) at 1 and 2 "
@@ -152,7 +152,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def _prepare_configs(names, workers, X, init) -> tuple[list[Config], list[str]]:
     import strategies
-    from harness.threads import limit_blas
+    from harness.model.threads import limit_blas
 
     configs, skipped = [], []
     for name in names:
@@ -170,8 +170,8 @@ def _prepare_configs(names, workers, X, init) -> tuple[list[Config], list[str]]:
 
 def _measure(configs: list[Config], exp_input: np.ndarray, rounds: int, warmup: int) -> list[float]:
     """Round-robin: one iteration of every configuration per round, then the exp floor."""
-    from harness.em import em_iteration
-    from harness.threads import limit_blas
+    from harness.model.threads import limit_blas
+    from harness.sweep.em import em_iteration
 
     exp_output = np.empty_like(exp_input)
     exp_seconds = []
@@ -196,8 +196,8 @@ def _measure(configs: list[Config], exp_input: np.ndarray, rounds: int, warmup: 
 def _bench_workload(name: str, args: argparse.Namespace) -> dict[str, object]:
     import warnings
 
-    from harness.gmm import CollapsedComponentWarning, initial_params
-    from harness.workloads import make_workload
+    from harness.model.gmm import CollapsedComponentWarning, initial_params
+    from harness.model.workloads import make_workload
 
     dataset = make_workload(name, n=args.n, seed=args.seed)
     X, k = dataset.X, dataset.k
@@ -346,8 +346,8 @@ def _evaluate(result: dict[str, object], workers: tuple[int, ...]) -> list[dict[
 
 def main(args: argparse.Namespace) -> int:
     import kernels
-    from harness.threads import usable_cores
-    from harness.workloads import WORKLOADS
+    from harness.model.threads import usable_cores
+    from harness.model.workloads import WORKLOADS
 
     unknown = [name for name in args.workloads if name not in WORKLOADS]
     if unknown:

@@ -25,7 +25,7 @@ import threading
 
 import psutil
 
-from harness.errors import HarnessError
+from harness.model.errors import HarnessError
 
 #: Seconds between samples. Fine enough for EM phases on large data (a 4M-point
 #: E-step allocation lives for tens of milliseconds at least); each sample reads one

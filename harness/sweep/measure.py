@@ -1,11 +1,11 @@
-"""One configuration measured in a fresh process: ``python -m harness.measure``.
+"""One configuration measured in a fresh process: ``python -m harness.sweep.measure``.
 
-The sweep runner (:mod:`harness.runner`) starts this module once per configuration
+The sweep runner (:mod:`harness.sweep.runner`) starts this module once per configuration
 ``(workload, n, strategy, workers)``, in a process group of its own, with the OpenMP
 and BLAS thread variables already set to the worker count
-(:func:`harness.threads.thread_env`) so they apply before NumPy loads. Command line::
+(:func:`harness.model.threads.thread_env`) so they apply before NumPy loads. Command line::
 
-    python -m harness.measure --spec SPEC.json --result RESULT.json --pyperf-out OUT.json
+    python -m harness.sweep.measure --spec SPEC.json --result RESULT.json --pyperf-out OUT.json
 
 ``SPEC.json`` is a :class:`MeasureSpec`. The process then
 
@@ -14,12 +14,12 @@ and BLAS thread variables already set to the worker count
    are generated here when the spec names no files), and reads back the thread pools
    the environment gave it (threadpoolctl);
 2. runs the *check*: ``prepare`` plus :data:`CHECK_ITERATIONS` EM iterations from the
-   common start (:func:`harness.gmm.initial_params`) with the
-   driver's :func:`harness.em.em_iteration`, recording the final mean log-likelihood
+   common start (:func:`harness.model.gmm.initial_params`) with the
+   driver's :func:`harness.sweep.em.em_iteration`, recording the final mean log-likelihood
    (for the cross-strategy correctness check), whether the fused path ran, the
    strategy's :meth:`~strategies.base.Strategy.runtime_info`, the BLAS/OpenMP thread
    counts seen while it ran and the peak PSS of the process and its workers
-   (``harness.memory.PeakMemorySampler`` when available; sampled here rather than
+   (``harness.sweep.memory.PeakMemorySampler`` when available; sampled here rather than
    during the timings, whose sampling thread would disturb). The check also warms
    everything the timings then use;
 3. when ``spec.probe`` is set (the runner has no smaller size of this strategy to
@@ -28,13 +28,13 @@ and BLAS thread variables already set to the worker count
    ``skipped`` when it overruns or when :func:`configuration_seconds` of its time
    exceeds ``spec.time_budget``. A probe at the real size needs no extrapolation and
    wastes at most a thirteenth or so of the budget;
-4. times the phases of :data:`harness.results.PHASES` with pyperf, one pyperf
+4. times the phases of :data:`harness.sweep.results.PHASES` with pyperf, one pyperf
    benchmark per phase named :func:`benchmark_name`:
 
    ``prepare``  ``Strategy.prepare(X)`` (the previous preparation is closed untimed);
    ``e_step``   ``Strategy.e_step(derive(init))``;
    ``m_step``   ``Strategy.m_step(log_resp)`` on that E-step's responsibilities;
-   ``iteration`` :func:`harness.em.em_iteration` from ``init`` (the fused one-pass
+   ``iteration`` :func:`harness.sweep.em.em_iteration` from ``init`` (the fused one-pass
    iteration where the strategy has one), as the driver runs it;
 
 5. writes the pyperf suite to ``--pyperf-out`` and a JSON summary to ``--result``
@@ -55,7 +55,7 @@ layout. The quick and default sweeps use this mode.
 
 ``P >= 1``: *pyperf worker processes*. This process is pyperf's manager: it spawns
 ``P`` worker processes per phase (plus pyperf's calibration process), each a fresh
-``python -m harness.measure --worker ...`` that rebuilds the data and the strategy
+``python -m harness.sweep.measure --worker ...`` that rebuilds the data and the strategy
 before pyperf times it. The thread variables and the fault hooks below reach the
 workers through ``--inherit-environ``. ``--rigorous`` uses this mode.
 
@@ -90,8 +90,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from harness.errors import HarnessError, InvalidParameterError, StrategyUnavailableError
-from harness.results import PHASES, config_id
+from harness.model.errors import HarnessError, InvalidParameterError, StrategyUnavailableError
+from harness.sweep.results import PHASES, config_id
 
 #: EM iterations from the common start behind ``final_loglik`` (the correctness
 #: cross-check). Three iterations exercise two M-steps and three E-steps, enough for
@@ -205,8 +205,8 @@ def save_inputs(workload: str, n: int, seed: int, directory: Path) -> tuple[str,
     """
     import numpy as np
 
-    from harness.gmm import initial_params
-    from harness.workloads import make_workload
+    from harness.model.gmm import initial_params
+    from harness.model.workloads import make_workload
 
     dataset = make_workload(workload, n, seed=seed)
     init = initial_params(dataset.X, dataset.k, seed=seed)
@@ -222,8 +222,8 @@ def load_inputs(spec: MeasureSpec) -> tuple[Any, Any]:
     """The spec's dataset and common start: from its files when given, else generated."""
     import numpy as np
 
-    from harness.gmm import GMMParams, initial_params
-    from harness.workloads import Dataset, make_workload
+    from harness.model.gmm import GMMParams, initial_params
+    from harness.model.workloads import Dataset, make_workload
 
     if spec.data_file is None or spec.init_file is None:
         dataset = make_workload(spec.workload, spec.n, seed=spec.seed)
@@ -414,7 +414,7 @@ class Measurement:
             return
         from threadpoolctl import threadpool_limits
 
-        from harness.gmm import derive
+        from harness.model.gmm import derive
 
         self.load()
         if strategy is None:
@@ -468,7 +468,7 @@ class Measurement:
             elif phase == "m_step":
                 call = lambda: strategy.m_step(self.log_resp)  # noqa: E731
             elif phase == "iteration":
-                from harness.em import em_iteration
+                from harness.sweep.em import em_iteration
 
                 call = lambda: em_iteration(strategy, self.init, fused=self.fused)  # noqa: E731
             else:
@@ -537,8 +537,8 @@ def _pool_threads(pools: list[dict[str, Any]], user_api: str) -> int | None:
 def run_check(measurement: Measurement) -> tuple[Any, dict[str, Any]]:
     """Prepare and run ``check_iterations`` EM iterations from the common start.
 
-    The iterations are :func:`harness.em.em_iteration`, the driver's own, with BLAS
-    held to :meth:`~strategies.base.Strategy.blas_threads` as :func:`harness.em.fit`
+    The iterations are :func:`harness.sweep.em.em_iteration`, the driver's own, with BLAS
+    held to :meth:`~strategies.base.Strategy.blas_threads` as :func:`harness.sweep.em.fit`
     holds it. With ``spec.probe``, the first iteration is also the budget probe: it
     runs under a deadline of :func:`max_iteration_seconds` and its time is
     extrapolated with :func:`configuration_seconds`.
@@ -559,8 +559,8 @@ def run_check(measurement: Measurement) -> tuple[Any, dict[str, Any]]:
         exceeds the budget; ``args`` are the reason, the iteration's seconds and
         whether it overran (then the seconds are the deadline, a lower bound).
     """
-    from harness.em import em_iteration
-    from harness.threads import limit_blas, thread_pools
+    from harness.model.threads import limit_blas, thread_pools
+    from harness.sweep.em import em_iteration
 
     measurement.load()
     spec = measurement.spec
@@ -630,9 +630,9 @@ def run_check(measurement: Measurement) -> tuple[Any, dict[str, Any]]:
 
 
 def _memory_sampler() -> Any:
-    """``harness.memory.PeakMemorySampler()`` when it exists and works here, else None."""
+    """``harness.sweep.memory.PeakMemorySampler()`` when it exists and works here, else None."""
     try:
-        from harness.memory import PeakMemorySampler
+        from harness.sweep.memory import PeakMemorySampler
 
         return PeakMemorySampler()
     except (ImportError, HarnessError):
@@ -827,7 +827,7 @@ def terminate_as_interrupt() -> Iterator[None]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m harness.measure`` (see the module docstring)."""
+    """Entry point of ``python -m harness.sweep.measure`` (see the module docstring)."""
     with terminate_as_interrupt():
         return _main(argv)
 
@@ -840,7 +840,9 @@ def _main(argv: Sequence[str] | None) -> int:
     def forward_spec(cmd: list[str], args: argparse.Namespace) -> None:
         cmd.extend(("--spec", args.spec))
 
-    runner = pyperf.Runner(program_args=("-m", "harness.measure"), add_cmdline_args=forward_spec)
+    runner = pyperf.Runner(
+        program_args=("-m", "harness.sweep.measure"), add_cmdline_args=forward_spec
+    )
     _parser(runner)
     # Only --spec is needed to know the mode: read it before pyperf parses its options.
     spec_path = argv[argv.index("--spec") + 1] if "--spec" in argv else None

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from harness.validation import check_workers
+from harness.model.validation import check_workers
 
 #: Variables read by OpenMP runtimes and the BLAS builds NumPy and SciPy ship with.
 THREAD_ENV_VARS = (

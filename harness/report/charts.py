@@ -1,6 +1,7 @@
-"""Charts of a run, drawn with Matplotlib's Agg canvas from the frames of :mod:`harness.analysis`.
+"""Charts of a run, drawn with Matplotlib's Agg canvas from the frames of
+:mod:`harness.report.analysis`.
 
-Every function takes an :class:`~harness.analysis.Analysis` (and the per-strategy
+Every function takes an :class:`~harness.report.analysis.Analysis` (and the per-strategy
 styles from :func:`strategy_styles`) and returns a :class:`matplotlib.figure.Figure`,
 or ``None`` when the run has nothing to draw for it; :func:`save` writes PNG and SVG.
 Figures are built with the object-oriented API on an explicit Agg canvas, never
@@ -32,7 +33,7 @@ from matplotlib.ticker import (
     PercentFormatter,
 )
 
-from harness.analysis import MODEL_CORES, Analysis, amdahl_speedup, fmt_n, phase_breakdown
+from harness.report.analysis import MODEL_CORES, Analysis, amdahl_speedup, fmt_n, phase_breakdown
 
 #: Output formats, in the order they are written.
 FORMATS = ("png", "svg")
@@ -505,7 +506,7 @@ def efficiency_chart(analysis: Analysis, styles: dict[str, StrategyStyle]) -> Fi
 
 def amdahl_chart(analysis: Analysis, styles: dict[str, StrategyStyle]) -> Figure | None:
     """Measured speedup (solid) and the Amdahl model extrapolated to
-    :data:`~harness.analysis.MODEL_CORES` (dashed, labelled "model")."""
+    :data:`~harness.report.analysis.MODEL_CORES` (dashed, labelled "model")."""
     if analysis.amdahl.empty:
         return None
     workloads = sorted(analysis.headline_n)

@@ -2,7 +2,7 @@
 
 :func:`collect_metadata` gathers it once per sweep for ``meta.json``;
 :func:`row_metadata` flattens the part every row of the tidy table repeats (the
-metadata columns of :data:`harness.results.COLUMNS`).
+metadata columns of :data:`harness.sweep.results.COLUMNS`).
 
 Everything here degrades instead of failing: a field that cannot be read (no
 ``/proc/cpuinfo``, no git checkout, compiled kernels not built) is recorded as
@@ -20,13 +20,13 @@ import subprocess
 from importlib import metadata as _importlib_metadata
 from pathlib import Path
 
-from harness.results import RUN_METADATA_COLUMNS
-from harness.threads import usable_cores
+from harness.model.threads import usable_cores
+from harness.sweep.results import RUN_METADATA_COLUMNS
 
 UNKNOWN = "unknown"
 
 #: The repository root (where ``git`` is asked for the commit).
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def cpu_model() -> str:

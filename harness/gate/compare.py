@@ -76,8 +76,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from harness.errors import DataFileError, HarnessError, InvalidParameterError
-from harness.results import PHASES, load_meta, load_table
+from harness.model.errors import DataFileError, HarnessError, InvalidParameterError
+from harness.sweep.results import PHASES, load_meta, load_table
 
 HELP = (
     "compare two result folders: ratio of medians with a bootstrap confidence interval "
@@ -484,13 +484,13 @@ def compare_runs(
     Parameters
     ----------
     base_dir, new_dir : str or Path
-        Result folders (see :mod:`harness.results`).
+        Result folders (see :mod:`harness.sweep.results`).
     threshold : float
         Relative change that matters, as a fraction (0.10 = 10%).
     alpha : float
         Significance level of the Mann-Whitney U test; intervals are at ``1 - alpha``.
     phases : iterable of str
-        Phases to compare (subset of :data:`harness.results.PHASES`).
+        Phases to compare (subset of :data:`harness.sweep.results.PHASES`).
     allow_different_hosts : bool
         Compare runs from different machines (with a warning) instead of refusing.
     seed : int

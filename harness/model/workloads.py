@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.errors import DataFileError, InvalidParameterError
-from harness.validation import check_data, check_n_components
+from harness.model.errors import DataFileError, InvalidParameterError
+from harness.model.validation import check_data, check_n_components
 
 
 @dataclass(frozen=True)

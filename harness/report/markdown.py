@@ -1,7 +1,7 @@
 """``python -m harness plot RUN_DIR``: charts and ``report.md`` for one results folder.
 
-Reads ``RUN_DIR/results.csv`` and ``meta.json`` (:mod:`harness.results`), derives the
-numbers with :mod:`harness.analysis`, draws them with :mod:`harness.charts` into
+Reads ``RUN_DIR/results.csv`` and ``meta.json`` (:mod:`harness.sweep.results`), derives the
+numbers with :mod:`harness.report.analysis`, draws them with :mod:`harness.report.charts` into
 ``RUN_DIR/charts/`` (PNG and SVG) and writes ``RUN_DIR/report.md``, which embeds the
 charts by relative path. The fitted-model pictures of the 2-D workloads come from a
 short re-fit (``einsum`` strategy, the run's seed) on at most ``--fit-points`` points.
@@ -22,8 +22,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness import charts
-from harness.analysis import (
+from harness.model.errors import DataFileError, HarnessError
+from harness.report import charts
+from harness.report.analysis import (
     MODEL_CORES,
     NUMPY_BASELINE,
     PYTHON_BASELINE,
@@ -38,8 +39,7 @@ from harness.analysis import (
     group_not_measured,
     phase_breakdown,
 )
-from harness.errors import DataFileError, HarnessError
-from harness.results import (
+from harness.sweep.results import (
     CHARTS_DIR,
     REPORT_FILE,
     RUN_METADATA_COLUMNS,
@@ -85,7 +85,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     if args.fit_points < 2 or args.fit_iterations < 1:
-        from harness.errors import InvalidParameterError
+        from harness.model.errors import InvalidParameterError
 
         raise InvalidParameterError(
             "--fit-points must be >= 2 and --fit-iterations >= 1; got "
@@ -295,7 +295,7 @@ def _write_atomic(path: Path, text: str) -> None:
 
 def _two_d_workloads(analysis: Analysis) -> list[str]:
     """Built-in workloads with two features (user files cannot be regenerated)."""
-    from harness.workloads import WORKLOADS
+    from harness.model.workloads import WORKLOADS
 
     names = []
     for workload in sorted(analysis.workloads.index):
@@ -317,9 +317,9 @@ def _fitted_model_figure(
         How the picture was made, for the report.
     """
     import strategies
-    from harness.em import fit
-    from harness.gmm import derive, initial_params, log_weighted_density
-    from harness.workloads import make_workload
+    from harness.model.gmm import derive, initial_params, log_weighted_density
+    from harness.model.workloads import make_workload
+    from harness.sweep.em import fit
 
     n_run = max(analysis.workloads.loc[workload, "n_values"])
     n = int(min(n_run, fit_points))

@@ -76,8 +76,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness.errors import DataFileError, InvalidParameterError
-from harness.results import PHASES, load_meta, load_table
+from harness.model.errors import DataFileError, InvalidParameterError
+from harness.sweep.results import PHASES, load_meta, load_table
 
 HELP = (
     "check a run against the scale-free expectations (speedups, ratios between "
@@ -85,7 +85,7 @@ HELP = (
 )
 
 #: Default expectations file, next to the results it judges.
-DEFAULT_EXPECTATIONS = Path(__file__).resolve().parent.parent / "results" / "expectations.toml"
+DEFAULT_EXPECTATIONS = Path(__file__).resolve().parents[2] / "results" / "expectations.toml"
 SCHEMA_VERSION = 1
 
 PASSED, FAILED, NOT_APPLICABLE = "passed", "failed", "not-applicable"
@@ -668,7 +668,7 @@ def evaluate(claims: Iterable[Claim], table: pd.DataFrame) -> list[ClaimResult]:
     ----------
     claims : iterable of Claim
     table : pandas.DataFrame
-        The run's table, columns :data:`harness.results.COLUMNS`.
+        The run's table, columns :data:`harness.sweep.results.COLUMNS`.
 
     Returns
     -------
@@ -771,7 +771,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "--expectations",
         metavar="FILE",
         default=str(DEFAULT_EXPECTATIONS),
-        help="TOML file of claims (schema in `harness/expectations.py`)",
+        help="TOML file of claims (schema in `harness/gate/expectations.py`)",
     )
     parser.add_argument(
         "--markdown",

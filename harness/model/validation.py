@@ -8,14 +8,14 @@ Policy (documented in the README):
   to a C-contiguous ``float64`` copy. EM accumulates sums over millions of points,
   where float32 loses digits the reference tolerances (1e-8) depend on.
 * Complex, object, boolean or string data, NaN/inf, arrays that are not 2-D, and
-  empty arrays are rejected with :class:`~harness.errors.InvalidDataError`.
+  empty arrays are rejected with :class:`~harness.model.errors.InvalidDataError`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from harness.errors import InvalidDataError, InvalidParameterError
+from harness.model.errors import InvalidDataError, InvalidParameterError
 
 
 def check_data(X: object, *, name: str = "X") -> np.ndarray:

@@ -12,7 +12,7 @@ Four measurements, in one run, each printed as a table:
 2. **Time**: per-iteration time across sizes of the process strategies against the
    *same per-chunk code* run over all of X in this process, single-threaded (the
    compiled kernel when built, else the NumPy path; the ``kernel`` column says
-   which). Iterations are :func:`harness.em.em_iteration` calls, the driver's own,
+   which). Iterations are :func:`harness.sweep.em.em_iteration` calls, the driver's own,
    timed alternately (one of each in turn, repeated) so that a neighbour's load
    affects all columns alike. Target: within 1.5x at the workload's size; the
    crossover is the smallest n from which the pool is faster at every larger n
@@ -44,14 +44,14 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.errors import HarnessError, InvalidParameterError
+from harness.model.errors import HarnessError, InvalidParameterError
 
 HELP = (
     "process strategies' targets: peak PSS vs einsum, per-iteration time vs the same "
     "kernel in one process (crossover in n), prepare per start method, bytes per iteration"
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 #: The issue's thresholds.
 MEMORY_TARGET = 1.5
@@ -127,7 +127,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def _in_process_kernel(use_kernels: bool) -> object:
     """A strategy running the workers' per-chunk functions over all of X, here, 1 thread."""
     import strategies._process_common as pc
-    from harness.gmm import DerivedParams, SufficientStats
+    from harness.model.gmm import DerivedParams, SufficientStats
     from strategies.base import Strategy
 
     class SameKernelInProcess(Strategy):
@@ -168,10 +168,10 @@ def _in_process_kernel(use_kernels: bool) -> object:
 def _child_memory(spec: dict) -> dict:
     """Peak PSS of this process tree over prepare + iterations of one strategy."""
     import strategies
-    from harness.em import fit
-    from harness.gmm import initial_params
-    from harness.memory import PeakMemorySampler
-    from harness.workloads import make_workload
+    from harness.model.gmm import initial_params
+    from harness.model.workloads import make_workload
+    from harness.sweep.em import fit
+    from harness.sweep.memory import PeakMemorySampler
 
     dataset = make_workload("schreiber", n=spec["n"], seed=0)
     init = initial_params(dataset.X, dataset.k, seed=0)
@@ -197,8 +197,8 @@ def _child_memory(spec: dict) -> dict:
 def _child_prepare(spec: dict) -> dict:
     """``prepare`` twice in a fresh process: cold (first pool here), then warm."""
     import strategies
-    from harness.threads import limit_blas
-    from harness.workloads import make_workload
+    from harness.model.threads import limit_blas
+    from harness.model.workloads import make_workload
 
     X = make_workload("schreiber", n=spec["n"], seed=0).X
     cls = strategies.get_strategy(spec["strategy"])
@@ -224,9 +224,9 @@ def _child_prepare(spec: dict) -> dict:
 def _child_capacity(spec: dict) -> dict:
     """Median seconds of the per-chunk code over all of X, repeated for ``seconds``."""
     import strategies._process_common as pc
-    from harness.gmm import derive, initial_params
-    from harness.threads import limit_blas
-    from harness.workloads import make_workload
+    from harness.model.gmm import derive, initial_params
+    from harness.model.threads import limit_blas
+    from harness.model.workloads import make_workload
 
     X = make_workload("schreiber", n=spec["n"], seed=0).X
     model = pc.unpack_model(pc.pack_model(derive(initial_params(X, 4, seed=0))))
@@ -253,7 +253,7 @@ _CHILDREN: dict[str, Callable[[dict], dict]] = {
 
 def _run_child(kind: str, spec: dict) -> dict:
     """Run one measurement in a fresh interpreter; returns its JSON or ``{"error": ...}``."""
-    command = [sys.executable, "-m", "harness.bench_processes", "--child", kind, json.dumps(spec)]
+    command = [sys.executable, "-m", "harness.bench.processes", "--child", kind, json.dumps(spec)]
     try:
         done = subprocess.run(
             command, cwd=ROOT, capture_output=True, text=True, timeout=CHILD_TIMEOUT
@@ -310,7 +310,7 @@ def measure_memory(n: int, workers: int, iterations: int) -> list[dict]:
 
 
 def _time_pair(strategy: object, params: object, fused: bool, repeats: int) -> list[float]:
-    from harness.em import em_iteration
+    from harness.sweep.em import em_iteration
 
     seconds = []
     for _ in range(repeats):
@@ -323,9 +323,9 @@ def _time_pair(strategy: object, params: object, fused: bool, repeats: int) -> l
 def measure_time(sizes: tuple[int, ...], workers: int, repeats: int) -> list[dict]:
     """Per-iteration medians at each n: pool strategies vs the same code in-process."""
     import strategies._process_common as pc
-    from harness.gmm import initial_params
-    from harness.threads import limit_blas
-    from harness.workloads import make_workload
+    from harness.model.gmm import initial_params
+    from harness.model.threads import limit_blas
+    from harness.model.workloads import make_workload
     from strategies.joblib_processes import JoblibProcessesStrategy
     from strategies.multiprocessing_pool import MultiprocessingStrategy
 
@@ -372,9 +372,9 @@ def measure_time(sizes: tuple[int, ...], workers: int, repeats: int) -> list[dic
 
 def measure_traffic(sizes: tuple[int, ...], workers: int) -> list[dict]:
     """Bytes per iteration of each path on its own (3 iterations each, median)."""
-    from harness.em import em_iteration
-    from harness.gmm import initial_params
-    from harness.workloads import make_workload
+    from harness.model.gmm import initial_params
+    from harness.model.workloads import make_workload
+    from harness.sweep.em import em_iteration
     from strategies.joblib_processes import JoblibProcessesStrategy
     from strategies.multiprocessing_pool import MultiprocessingStrategy
 
@@ -418,7 +418,7 @@ def measure_capacity(workers: int, seconds: float = 3.0, n: int = 1_000_000) -> 
         command = [
             sys.executable,
             "-m",
-            "harness.bench_processes",
+            "harness.bench.processes",
             "--child",
             "capacity",
             json.dumps(spec),
@@ -633,8 +633,8 @@ def report_prepare(rows: list[dict]) -> list[tuple[str, bool, str]]:
 
 
 def main(args: argparse.Namespace) -> int:
-    from harness.threads import usable_cores
-    from harness.workloads import WORKLOADS
+    from harness.model.threads import usable_cores
+    from harness.model.workloads import WORKLOADS
 
     if args.workers < 1:
         raise InvalidParameterError(f"--workers must be >= 1; got {args.workers}")

@@ -1,7 +1,7 @@
 """The numbers behind the charts and the report, derived from a run's tidy table.
 
-Nothing here draws or writes files: :mod:`harness.charts` draws these frames and
-:mod:`harness.report` writes them out, so tests can check every number directly.
+Nothing here draws or writes files: :mod:`harness.report.charts` draws these frames and
+:mod:`harness.report.markdown` writes them out, so tests can check every number directly.
 
 Definitions (``T(s, p)`` is the median wall time of one EM iteration of strategy
 ``s`` with ``p`` workers, at one workload and ``n``):
@@ -39,8 +39,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from harness.errors import DataFileError
-from harness.results import COLUMNS, PHASES
+from harness.model.errors import DataFileError
+from harness.sweep.results import COLUMNS, PHASES
 
 #: Worker counts the Amdahl model extrapolates to (the machine has fewer cores).
 MODEL_CORES: tuple[int, ...] = (4, 8, 16, 64)
@@ -568,7 +568,7 @@ def phase_breakdown(summary: pd.DataFrame, workload: str, n: int) -> pd.DataFram
     -------
     DataFrame
         Index ``(strategy, workers)``; columns ``kind`` and one per phase in
-        :data:`~harness.results.PHASES` (median seconds, NaN if not measured), plus
+        :data:`~harness.sweep.results.PHASES` (median seconds, NaN if not measured), plus
         ``bytes_to_workers, bytes_from_workers, peak_pss_bytes``. Sequential
         strategies first, then by kind and name.
     """
@@ -650,7 +650,7 @@ def analyse(table: pd.DataFrame, usable_cores: int | None = None) -> Analysis:
     Parameters
     ----------
     table : DataFrame
-        Columns :data:`~harness.results.COLUMNS` (at least the first nine).
+        Columns :data:`~harness.sweep.results.COLUMNS` (at least the first nine).
     usable_cores : int, optional
         Cores of the machine that ran the sweep (``meta.json`` host).
 

@@ -7,11 +7,11 @@
                           [--out results/<run-id>] [--resume] [--time-budget SECONDS]
 
 A *configuration* is one ``(workload, n, strategy, workers)``. Each runs in a fresh
-process (:mod:`harness.measure`) started in a process group of its own, with
+process (:mod:`harness.sweep.measure`) started in a process group of its own, with
 ``OMP_NUM_THREADS`` and the BLAS thread variables set to that configuration's worker
 count before any numeric library loads; the process reads the thread pools back
 with threadpoolctl and reports what it saw. Results go to ``results/<run-id>/`` in the
-layout of :mod:`harness.results` (``meta.json``, ``results.csv`` and
+layout of :mod:`harness.sweep.results` (``meta.json``, ``results.csv`` and
 ``results.parquet``, ``pyperf/<config-id>.json`` and the merged ``pyperf.json``).
 
 Protocols (``--quick`` / default / ``--rigorous``)
@@ -19,7 +19,7 @@ Protocols (``--quick`` / default / ``--rigorous``)
 See :data:`MODES`. Every protocol runs pyperf: loop calibration, warm-ups and
 several values per phase. Quick and default time in-process (the configuration's
 own fresh process is the pyperf worker); rigorous lets pyperf spawn its own worker
-processes for every phase (see :mod:`harness.measure` for why). Quick is what CI
+processes for every phase (see :mod:`harness.sweep.measure` for why). Quick is what CI
 runs (``make bench-ci``): one size per workload, shorter values, <= 3 minutes on two
 cores; the default sweep (``make bench``) is every strategy on the three workloads
 at two or three sizes each, workers 1 and 2, <= 15 minutes.
@@ -35,10 +35,10 @@ Decisions a user should know
 * **Unavailable strategies** (not built here, optional package missing) get one
   ``skipped`` row per configuration with the registry's reason.
 * **Time budget** (``--time-budget``, default per protocol): the estimated seconds
-  of one configuration's timed work (:func:`harness.measure.configuration_seconds`).
+  of one configuration's timed work (:func:`harness.sweep.measure.configuration_seconds`).
   The per-iteration time is extrapolated from the same strategy, workload and
   worker count measured at smaller sizes in this run
-  (:func:`harness.measure.iteration_seconds_at`: linear from one size, affine from
+  (:func:`harness.sweep.measure.iteration_seconds_at`: linear from one size, affine from
   two). An estimate over ``PROBE_MARGIN`` x budget skips the configuration
   outright; when there is no estimate, or it is over budget by less than that, the
   measurement process uses the first check iteration at the real size as a probe,
@@ -81,7 +81,7 @@ Decisions a user should know
 start, end, commit, host, status), ``sweep`` (the resolved options and the timing
 ``protocol``), ``host``, ``versions``, ``build`` (compiler, flags, OpenMP, kernel build
 info), ``git_commit``, ``git_dirty``, ``metadata`` (everything
-:func:`harness.metadata.collect_metadata` returned), ``strategies`` (kind,
+:func:`harness.sweep.metadata.collect_metadata` returned), ``strategies`` (kind,
 availability and reason of every registered strategy) and ``configurations``
 (counts by status in the latest session).
 """
@@ -106,9 +106,10 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from harness.cli import positive_int
-from harness.errors import DataFileError, InvalidParameterError
-from harness.measure import (
+from harness.model.args import positive_int
+from harness.model.errors import DataFileError, InvalidParameterError
+from harness.model.threads import OversubscriptionWarning, thread_env, usable_cores
+from harness.sweep.measure import (
     CHECK_ITERATIONS,
     MeasureSpec,
     benchmark_name,
@@ -117,8 +118,8 @@ from harness.measure import (
     save_inputs,
     terminate_as_interrupt,
 )
-from harness.metadata import collect_metadata, now_iso, row_metadata
-from harness.results import (
+from harness.sweep.metadata import collect_metadata, now_iso, row_metadata
+from harness.sweep.results import (
     COLUMNS,
     META_FILE,
     PARQUET_FILE,
@@ -131,7 +132,6 @@ from harness.results import (
     load_meta,
     load_table,
 )
-from harness.threads import OversubscriptionWarning, thread_env, usable_cores
 
 HELP = (
     "sweep strategies x workloads x sizes x worker counts, pyperf-timed, into "
@@ -339,7 +339,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Options of ``python -m harness run`` (defaults depend on the protocol)."""
     parser.description = (
         f"{HELP}. Each configuration (workload, n, strategy, workers) runs in a fresh "
-        "process with its thread counts set before NumPy loads; see harness/runner.py "
+        "process with its thread counts set before NumPy loads; see harness/sweep/runner.py "
         "for the decisions (serial strategies, budget, resume)."
     )
     parser.add_argument(
@@ -354,7 +354,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="N1,N2,...",
         help="values of n, for every workload (accepts 1e5, 100_000; "
-        "default: per workload, see MODES in harness/runner.py)",
+        "default: per workload, see MODES in harness/sweep/runner.py)",
     )
     parser.add_argument(
         "--workers", default=None, metavar="W1,W2,...", help="worker counts (default: 1,2)"
@@ -446,7 +446,7 @@ def resolve_sweep(args: argparse.Namespace) -> Sweep:
         resumed (other schema or timing protocol).
     """
     import strategies
-    from harness.workloads import WORKLOADS
+    from harness.model.workloads import WORKLOADS
 
     stored: dict[str, Any] = {}
     if args.resume:
@@ -570,7 +570,7 @@ def resolve_sweep(args: argparse.Namespace) -> Sweep:
 
 def _warn_other_machine(meta: dict[str, Any], run_dir: Path) -> None:
     before = meta.get("metadata") or {}
-    from harness.metadata import cpu_model, git_revision
+    from harness.sweep.metadata import cpu_model, git_revision
 
     now_host = {"hostname": socket.gethostname(), "cpu_model": cpu_model()}
     for key, value in now_host.items():
@@ -600,8 +600,8 @@ def build_configurations(sweep: Sweep) -> list[Configuration]:
     Smaller sizes run first so their timings can estimate the larger ones.
     """
     import strategies
-    from harness.threads import effective_workers
-    from harness.workloads import WORKLOADS
+    from harness.model.threads import effective_workers
+    from harness.model.workloads import WORKLOADS
 
     smallest_workers = min(sweep.workers)
     configurations = []
@@ -1190,7 +1190,7 @@ class SweepRunner:
         command = [
             sys.executable,
             "-m",
-            "harness.measure",
+            "harness.sweep.measure",
             "--spec",
             str(spec_file),
             "--result",

@@ -29,7 +29,7 @@ import numpy as np
 from scipy import linalg
 from scipy.special import logsumexp
 
-from harness.errors import InvalidParameterError, NumericalError
+from harness.model.errors import InvalidParameterError, NumericalError
 
 #: Added to every covariance diagonal, as scikit-learn's default ``reg_covar``.
 REG_COVAR = 1e-6
