@@ -1,6 +1,8 @@
 """Compare two result folders: which configurations got faster, slower, or went missing.
 
 ``python -m harness compare BASE NEW [--threshold 10%] [--alpha 0.01] [--markdown FILE]``
+``python -m harness compare --auto [NEW]`` (what ``make compare`` runs): BASE is chosen
+for NEW, like with like, by :mod:`harness.gate.pick`, which prints its choice.
 
 Configurations are matched on ``(workload, n, strategy, workers, phase)`` (phase
 ``iteration`` by default, more with ``--phase``). For each match:

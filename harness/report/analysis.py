@@ -494,7 +494,7 @@ def phase_breakdown(summary: pd.DataFrame, workload: str, n: int) -> pd.DataFram
     Returns
     -------
     DataFrame
-        Index ``(strategy, workers)``; columns ``kind`` and one per phase in
+        Index ``(strategy, workers)``; columns ``kind``, ``disturbed`` and one per phase in
         :data:`~harness.sweep.results.PHASES` (median seconds, NaN if not measured), plus
         ``bytes_to_workers, bytes_from_workers, peak_pss_bytes``. Sequential
         strategies first, then by kind and name.
@@ -511,7 +511,9 @@ def phase_breakdown(summary: pd.DataFrame, workload: str, n: int) -> pd.DataFram
         if phase not in wide.columns:
             wide[phase] = np.nan
     extras = _config_extras(rows).droplevel(["workload", "n"])
-    kinds = rows.groupby(["strategy", "workers"])[["kind", "sequential"]].first()
+    kinds = rows.groupby(["strategy", "workers"]).agg(
+        kind=("kind", "first"), sequential=("sequential", "first"), disturbed=("disturbed", "any")
+    )
     table = kinds.join(wide[list(PHASES)]).join(extras)
     order = sorted(
         table.index,

@@ -20,6 +20,7 @@ from harness.report.analysis import (
 from harness.report.chart_kit import (
     _PHASE_COLOURS,
     _PHASE_LABELS,
+    DISTURBED_COLOUR,
     TIE_COLOUR,
     StrategyStyle,
     _figure,
@@ -152,7 +153,11 @@ def phase_chart(
     rows = len(table)
     figure = _figure(5.5 + 2.6 * (panels - 1) + 1.8, 1.6 + 0.42 * rows)
     axes = _subplots(figure, 1, panels, sharey=True, width_ratios=[2.2] + [1.0] * (panels - 1))[0]
-    labels = [f"{strategy} · {workers}w" for strategy, workers in table.index]
+    disturbed = table["disturbed"].astype(bool).to_numpy()
+    labels = [
+        f"{strategy} · {workers}w" + (" (disturbed)" if bad else "")
+        for (strategy, workers), bad in zip(table.index, disturbed, strict=True)
+    ]
     y = np.arange(rows)
     phases = ("prepare", "e_step", "m_step", "iteration")
     height = 0.8 / len(phases)
@@ -171,8 +176,10 @@ def phase_chart(
     _plain_log_axis(times, "x")
     times.set_yticks(y)
     times.set_yticklabels(labels)
-    for tick, (strategy, _workers) in zip(times.get_yticklabels(), table.index, strict=True):
-        tick.set_color(styles[strategy].colour if strategy in styles else "black")
+    ticks = zip(times.get_yticklabels(), table.index, disturbed, strict=True)
+    for tick, (strategy, _workers), bad in ticks:
+        colour = styles[strategy].colour if strategy in styles else "black"
+        tick.set_color(DISTURBED_COLOUR if bad else colour)
     times.invert_yaxis()
     times.set_xlabel("median time (ms, log scale)")
     times.set_title("time per phase (E/M/iteration: per iteration)")

@@ -7,6 +7,10 @@ or ``None`` when the run has nothing to draw for it; :func:`save` writes PNG and
 Figures are built with the object-oriented API on an explicit Agg canvas, never
 through ``pyplot``, so no GUI backend or global figure state is involved.
 
+The shared styles and helpers live in :mod:`harness.report.chart_kit`; the per-workload
+map, phase and fitted-model charts in :mod:`harness.report.chart_maps` (re-exported here,
+so the report draws every chart from this module).
+
 A strategy keeps one colour and one marker (by kind) in every chart of a run, so a
 reader who learnt "orange triangles" once can read the rest at a glance. Bands and
 error bars are the bootstrap intervals the verdicts use (never an interquartile range

@@ -284,7 +284,7 @@ def phase_section(analysis: Analysis, workload: str) -> str:
     for (strategy, workers), row in table.iterrows():
         cells = [
             f"`{strategy}`",
-            str(workers),
+            str(workers) + (" (disturbed)" if row["disturbed"] else ""),
             fmt_ms(row["prepare"]),
             fmt_ms(row["e_step"]),
             fmt_ms(row["m_step"]),
