@@ -75,9 +75,9 @@ def best_map_chart(analysis: Analysis, styles: dict[str, StrategyStyle]) -> Figu
             elif tie:
                 margin = f"tie: ×{row['margin']:.2f}{interval}"
             else:
-                margin = f"×{row['margin']:.2f}{interval} vs {row['runner_up']}"
+                margin = f"×{row['margin']:.2f}{interval}\nvs {row['runner_up']}"
             axis.text(x, y + 0.08, label, ha="center", va="center", fontsize=8, fontweight="bold")
-            axis.text(x, y - 0.28, margin, ha="center", va="center", fontsize=6.5, color="#333333")
+            axis.text(x, y - 0.26, margin, ha="center", va="center", fontsize=6.5, color="#333333")
             if not tie:
                 shown.add(row["best"])
         axis.set_xticks(range(len(ns)))
@@ -109,8 +109,8 @@ def best_map_chart(analysis: Analysis, styles: dict[str, StrategyStyle]) -> Figu
         'most\nthat many workers; "(1w)"\nmarks a winner that was\nfastest with fewer)',
     )
     figure.suptitle(
-        "Fastest strategy per (n, worker budget)\nand its margin over the runner-up "
-        f"[{CONFIDENCE:.0%} interval]; disturbed configurations do not compete"
+        "Fastest strategy per (n, worker budget), margin over the runner-up\n"
+        f"[{CONFIDENCE:.0%} interval]; ties in grey; disturbed configurations do not compete"
     )
     return figure
 
