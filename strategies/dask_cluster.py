@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import itertools
 import logging
 import math
 import os
@@ -463,7 +464,7 @@ class DaskStrategy(Strategy):
         np.save(path, X)
         n = X.shape[0]
         edges = np.linspace(0, n, self.workers + 1).round().astype(int)
-        self._bounds = [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True)]
+        self._bounds = [(int(a), int(b)) for a, b in itertools.pairwise(edges)]
         self._blocks = [
             client.submit(
                 load_block,
