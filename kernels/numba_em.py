@@ -190,6 +190,18 @@ def _chunk(op, X, log_norm, means, prec, shift, log_resp_in, log_resp_out, row0,
         else:
             # lp[j, i] = log_norm[j] - ||(x_i - mu_j) P_j||^2 / 2
             for j in range(k):
+                if d == 2:
+                    # The 2-D workloads (schreiber, quinn) in one pass, all in registers.
+                    p00, p01, p11 = prec[j, 0, 0], prec[j, 0, 1], prec[j, 1, 1]
+                    m0, m1 = means[j, 0], means[j, 1]
+                    constant = log_norm[j]
+                    for i in range(B):
+                        x0 = xt[0, i] - m0
+                        x1 = xt[1, i] - m1
+                        y0 = x0 * p00
+                        y1 = x0 * p01 + x1 * p11
+                        lp[j, i] = constant - 0.5 * (y0 * y0 + y1 * y1)
+                    continue
                 for c in range(d):
                     mu = means[j, c]
                     for i in range(B):
@@ -246,6 +258,24 @@ def _chunk(op, X, log_norm, means, prec, shift, log_resp_in, log_resp_out, row0,
         # shifted sums: mass, S1 = sum r z, S2 = sum r z z^T with z = x - shift_j
         for j in range(k):
             s = 1 + j * ns
+            if d == 2:
+                # mass, S1 (2) and S2's upper triangle (3) in one pass, lane by lane.
+                c0, c1 = shift[j, 0], shift[j, 1]
+                for g in range(B // LANES):
+                    for lane in range(LANES):
+                        i = g * LANES + lane
+                        r = lp[j, i]
+                        z0 = xt[0, i] - c0
+                        z1 = xt[1, i] - c1
+                        w0 = r * z0
+                        w1 = r * z1
+                        acc[s, lane] += r
+                        acc[s + 1, lane] += w0
+                        acc[s + 2, lane] += w1
+                        acc[s + 3, lane] += w0 * z0
+                        acc[s + 4, lane] += w0 * z1
+                        acc[s + 5, lane] += w1 * z1
+                continue
             for c in range(d):
                 centre = shift[j, c]
                 for i in range(B):

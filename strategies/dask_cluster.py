@@ -124,12 +124,6 @@ def _worker_init() -> None:
     _WORKER.ready = True
 
 
-def _address() -> str:
-    from distributed import get_worker
-
-    return get_worker().address
-
-
 def load_block(path: str, start: int, stop: int) -> np.ndarray:
     """Task: rows ``start:stop`` of the ``.npy`` file at ``path``, as an in-memory array."""
     _worker_init()
@@ -137,57 +131,69 @@ def load_block(path: str, start: int, stop: int) -> np.ndarray:
     return np.array(data[start:stop], dtype=np.float64, order="C")
 
 
-def _block_fused(
-    block: np.ndarray, log_norm: np.ndarray, means: np.ndarray, prec: np.ndarray
-) -> tuple[SufficientStats, float]:
-    kernel = _WORKER.kernel
-    if kernel is None:
-        derived = _derived(log_norm, means, prec)
-        log_resp, mean_loglik = reference_e_step(block, derived)
-        return reference_m_step(block, log_resp), mean_loglik * block.shape[0]
-    k, d = means.shape
-    mass, shifted_sum, shifted_outer = np.empty(k), np.empty((k, d)), np.empty((k, d, d))
-    loglik, _ = kernel.fused(
-        block, log_norm, means, prec, means, mass, shifted_sum, shifted_outer, 1
-    )
-    stats = SufficientStats.from_shifted_sums(
-        mass, shifted_sum, shifted_outer, means, block.shape[0]
-    )
-    return stats, float(loglik)
+def _address() -> str:
+    """This worker's address ("" when a task function is called outside a worker)."""
+    from distributed import get_worker
 
-
-def _derived(log_norm: np.ndarray, means: np.ndarray, prec: np.ndarray) -> DerivedParams:
-    """Just what the reference E-step reads (log_norm, means, precision factors)."""
-    from harness.model.gmm import GMMParams
-
-    k, d = means.shape
-    params = GMMParams(np.full(k, 1.0 / k), means, np.broadcast_to(np.eye(d), (k, d, d)))
-    return DerivedParams(params, log_norm, prec, prec, log_norm, log_norm)
+    try:
+        return get_worker().address
+    except ValueError:
+        return ""
 
 
 def fused_task(
-    block: np.ndarray, log_norm: np.ndarray, means: np.ndarray, prec: np.ndarray
+    block: np.ndarray, derived: DerivedParams
 ) -> tuple[SufficientStats, float, float, str, str]:
-    """Task: (stats, log-likelihood sum, compute seconds, worker address, kernel path)."""
+    """Task: (centred stats of the block, log-likelihood sum, compute seconds, worker
+    address, kernel path)."""
     _worker_init()
     began = time.perf_counter()
-    stats, loglik = _block_fused(block, log_norm, means, prec)
-    return stats, loglik, time.perf_counter() - began, _address(), _WORKER.path
+    kernel = _WORKER.kernel
+    if kernel is None:
+        log_resp, mean_loglik = reference_e_step(block, derived)
+        stats, loglik = reference_m_step(block, log_resp), mean_loglik * block.shape[0]
+    else:
+        k, d = derived.means.shape
+        shift = np.ascontiguousarray(derived.means)
+        mass, shifted_sum, shifted_outer = np.empty(k), np.empty((k, d)), np.empty((k, d, d))
+        loglik, _ = kernel.fused(
+            block,
+            np.ascontiguousarray(derived.log_norm),
+            shift,
+            np.ascontiguousarray(derived.precision_cholesky),
+            shift,
+            mass,
+            shifted_sum,
+            shifted_outer,
+            1,
+        )
+        stats = SufficientStats.from_shifted_sums(
+            mass, shifted_sum, shifted_outer, shift, block.shape[0]
+        )
+    seconds = time.perf_counter() - began
+    return stats, float(loglik), seconds, _address(), _WORKER.path
 
 
 def e_step_task(
-    block: np.ndarray, log_norm: np.ndarray, means: np.ndarray, prec: np.ndarray
+    block: np.ndarray, derived: DerivedParams
 ) -> tuple[np.ndarray, float, float, str, str]:
     """Task: (log responsibilities (rows, k), log-likelihood sum, seconds, address, path)."""
     _worker_init()
     began = time.perf_counter()
     kernel = _WORKER.kernel
     if kernel is None:
-        log_resp, mean_loglik = reference_e_step(block, _derived(log_norm, means, prec))
+        log_resp, mean_loglik = reference_e_step(block, derived)
         loglik = mean_loglik * block.shape[0]
     else:
-        log_resp = np.empty((block.shape[0], means.shape[0]))
-        loglik, _ = kernel.e_step(block, log_norm, means, prec, log_resp, 1)
+        log_resp = np.empty((block.shape[0], derived.n_components))
+        loglik, _ = kernel.e_step(
+            block,
+            np.ascontiguousarray(derived.log_norm),
+            np.ascontiguousarray(derived.means),
+            np.ascontiguousarray(derived.precision_cholesky),
+            log_resp,
+            1,
+        )
     seconds = time.perf_counter() - began
     return log_resp, float(loglik), seconds, _address(), _WORKER.path
 
@@ -495,17 +501,19 @@ class DaskStrategy(Strategy):
 
     # ---- per iteration ------------------------------------------------------------------
 
-    def _wait(self, futures: list[Any], what: str) -> None:
-        """Wait for ``futures``; WorkerError when workers are gone, a task fails or stalls."""
+    def _wait(self, futures: list[Any], what: str) -> list[Any]:
+        """Results of ``futures`` in order; WorkerError when workers are gone, a task
+        fails or nothing progresses (each result is fetched as it is waited for, so no
+        separate gather round trip follows)."""
         client = self._resources.client
         if client is None:
             raise InvalidParameterError(f"strategy {self.name!r}: call prepare(X) first")
         no_workers_since: float | None = None
         last_progress = time.monotonic()
-        pending = list(futures)
-        while pending:
+        results: list[Any] = []
+        while len(results) < len(futures):
             try:
-                pending[0].result(timeout=POLL_SECONDS)
+                result = futures[len(results)].result(timeout=POLL_SECONDS)
             except TimeoutError:
                 pass
             except Exception as exc:
@@ -514,7 +522,7 @@ class DaskStrategy(Strategy):
                     f"dask: a task failed while {what}: {type(exc).__name__}: {message}"
                 ) from exc
             else:
-                pending.pop(0)
+                results.append(result)
                 last_progress = time.monotonic()
                 continue
             now = time.monotonic()
@@ -535,6 +543,7 @@ class DaskStrategy(Strategy):
                 )
             if now - last_progress > STALL_SECONDS:
                 raise WorkerError(f"dask: no task finished for {STALL_SECONDS:g} s while {what}")
+        return results
 
     def _run(self, function: Any, per_block_args: list[tuple], what: str) -> list[tuple]:
         """One task per block, pinned to its holder; results in block order."""
@@ -553,8 +562,7 @@ class DaskStrategy(Strategy):
             )
             for block, pin, args in zip(self._blocks, self._pins, per_block_args, strict=True)
         ]
-        self._wait(futures, what)
-        results = client.gather(futures)
+        results = self._wait(futures, what)
         wall = time.perf_counter() - began
         slowest = max(result[2] for result in results)
         self._overheads.append(max(wall - slowest, 0.0))
@@ -577,30 +585,20 @@ class DaskStrategy(Strategy):
                 f"{self.X.shape[1]}"
             )
 
-    @staticmethod
-    def _model(derived: DerivedParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return (
-            np.ascontiguousarray(derived.log_norm),
-            np.ascontiguousarray(derived.means),
-            np.ascontiguousarray(derived.precision_cholesky),
-        )
-
     def fused_iteration(self, derived: DerivedParams) -> tuple[SufficientStats, float]:
         self._check_derived(derived)
-        model = self._model(derived)
-        results = self._run(fused_task, [model] * len(self._blocks), "running an iteration")
+        results = self._run(fused_task, [(derived,)] * len(self._blocks), "running an iteration")
         stats = SufficientStats.merge_all([result[0] for result in results])
         loglik = math.fsum(result[1] for result in results)
-        self._shift = model[1]
+        self._shift = np.ascontiguousarray(derived.means)
         return stats, loglik / self.X.shape[0]
 
     def e_step(self, derived: DerivedParams) -> tuple[np.ndarray, float]:
         self._check_derived(derived)
-        model = self._model(derived)
-        results = self._run(e_step_task, [model] * len(self._blocks), "running an E-step")
+        results = self._run(e_step_task, [(derived,)] * len(self._blocks), "running an E-step")
         log_resp = np.concatenate([result[0] for result in results])
         loglik = math.fsum(result[1] for result in results)
-        self._shift = model[1]
+        self._shift = np.ascontiguousarray(derived.means)
         return log_resp, loglik / self.X.shape[0]
 
     def m_step(self, log_resp: np.ndarray) -> SufficientStats:

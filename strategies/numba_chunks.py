@@ -10,10 +10,12 @@ recorded in :meth:`runtime_info`.
 
 Compilation happens in ``prepare`` (by calling every kernel once on a few points), so
 it is timed with start-up and never inside an iteration; ``runtime_info`` says how long
-it took and whether the machine code came from Numba's on-disk cache or was compiled
-(cold). The cache is kept per compile-option set (see :func:`kernels.numba_em.build`),
-so a changed option never serves stale code. ``GMM_HARNESS_NUMBA_FASTMATH=1`` compiles
-with the fast-math flags that keep exact rounding, for experiments; results record it.
+it took (``compile_seconds``) and whether the machine code came from Numba's on-disk
+cache or was compiled (``compile_from``: ``cached`` or ``cold``); importing Numba is
+recorded apart (``numba_import_seconds``). The cache is kept per compile-option set
+(see :func:`kernels.numba_em.build`), so a changed option never serves stale code.
+``GMM_HARNESS_NUMBA_FASTMATH=1`` compiles with the fast-math flags that keep exact
+rounding, for experiments; results record it.
 
 May not touch: timing, files (other than Numba's cache), other strategies.
 """
@@ -69,6 +71,7 @@ class NumbaStrategy(Strategy):
         self._shift: np.ndarray | None = None
         self._data_mean: np.ndarray | None = None
         self._compile_seconds = 0.0
+        self._import_seconds = 0.0
         self._compile_source = ""
         self._threading_layer = ""
         self._blas_threads = 0
@@ -89,10 +92,12 @@ class NumbaStrategy(Strategy):
             current = int(os.environ.get("NUMBA_NUM_THREADS", "0") or 0)
             if current < wanted:
                 os.environ["NUMBA_NUM_THREADS"] = str(wanted)
+        began = time.perf_counter()
         import numba
 
         from kernels import numba_em
 
+        self._import_seconds = time.perf_counter() - began
         if self.workers > numba.config.NUMBA_NUM_THREADS:
             raise InvalidParameterError(
                 f"numba can run at most {numba.config.NUMBA_NUM_THREADS} threads in this "
@@ -105,7 +110,8 @@ class NumbaStrategy(Strategy):
         self._compile_all(compiled, X.shape[1])
         self._compile_seconds = time.perf_counter() - started
         hits, misses = numba_em.cache_stats(compiled)
-        self._compile_source = "cache" if hits and not misses else "compiled"
+        # "cached": every kernel was loaded from Numba's disk cache; "cold": some compiled.
+        self._compile_source = "cached" if hits and not misses else "cold"
         self._compiled = compiled
         self._threading_layer = str(numba.threading_layer())
         from strategies.cython_serial import observed_blas_threads
@@ -245,7 +251,8 @@ class NumbaStrategy(Strategy):
             "threads_used": self.workers,
             "threading_layer": self._threading_layer,
             "compile_seconds": self._compile_seconds,
-            "compile_source": self._compile_source,
+            "compile_from": self._compile_source,
+            "numba_import_seconds": self._import_seconds,
             "chunk_size": _chunk_rows(n, d, k),
             "fastmath": options.fastmath,
             "error_model": options.error_model,
