@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 import time
 
 import numpy as np
@@ -88,7 +89,7 @@ class NumbaStrategy(Strategy):
         # Numba starts at most NUMBA_NUM_THREADS threads, fixed when its pool starts; an
         # oversubscribed request (allowed when asked for) needs it raised first.
         wanted = max(self.workers, usable_cores())
-        if "numba" not in __import__("sys").modules:
+        if "numba" not in sys.modules:
             current = int(os.environ.get("NUMBA_NUM_THREADS", "0") or 0)
             if current < wanted:
                 os.environ["NUMBA_NUM_THREADS"] = str(wanted)

@@ -308,3 +308,18 @@ def test_tasks_match_the_reference_with_and_without_kernels(monkeypatch, kernels
     assert e_loglik == pytest.approx(loglik, rel=1e-12)
     m_stats, *_ = dask_cluster.m_step_task(X, log_resp, np.ascontiguousarray(derived.means))
     np.testing.assert_allclose(m_stats.scatter, expected.scatter, rtol=1e-9, atol=1e-9)
+
+
+def test_missing_dask_is_unavailable_with_the_install_command(monkeypatch) -> None:
+    import importlib.util
+
+    from strategies.dask_cluster import DaskStrategy
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "distributed" else real(name, *a),
+    )
+    reason = DaskStrategy.unavailable_reason()
+    assert reason is not None and "not installed" in reason and ".[dask]" in reason

@@ -85,3 +85,16 @@ def test_a_changed_compile_option_never_reuses_cached_code(tmp_path) -> None:
     finally:
         numba_em._BUILT.clear()
         numba_em._BUILT.update(saved)
+
+
+def test_missing_numba_is_unavailable_with_the_install_command(monkeypatch) -> None:
+    import importlib.util
+
+    from strategies.numba_chunks import NumbaStrategy
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "numba" else real(name, *a)
+    )
+    reason = NumbaStrategy.unavailable_reason()
+    assert reason is not None and "numba is not installed" in reason and ".[numba]" in reason
