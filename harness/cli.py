@@ -178,7 +178,9 @@ def _run_fit(args: argparse.Namespace) -> int:
             "collapsed": [[i, list(c)] for i, c in result.collapsed],
             "runtime_info": result.runtime_info,
         }
-        json.dump(payload, sys.stdout, default=_json_default)
+        from harness.sweep.formats import json_default
+
+        json.dump(payload, sys.stdout, default=json_default)
         sys.stdout.write("\n")
         return 0
 
@@ -206,14 +208,6 @@ def _run_fit(args: argparse.Namespace) -> int:
                 for line in str(result.final.covariances[j]).splitlines():
                     print(f"      {line}")
     return 0
-
-
-def _json_default(value: object) -> object:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)
 
 
 def _add_strategies_parser(subparsers: argparse._SubParsersAction) -> None:

@@ -160,7 +160,7 @@ def test_speedup_is_not_applicable_when_not_measured(tmp_path):
         config("openmp", 2, 0, status="skipped", error="no OpenMP"),
     )
     assert result.status == NOT_APPLICABLE
-    assert "skipped (no OpenMP)" in result.findings[0].figure
+    assert "skipped: no OpenMP" in result.findings[0].figure
     (result,) = check(tmp_path, SPEEDUP.replace("schreiber", "quinn"), config("openmp", 1, 1.0))
     assert result.status == NOT_APPLICABLE
     assert "no workload and size" in result.findings[0].figure

@@ -77,12 +77,14 @@ import pandas as pd
 from scipy import stats
 
 from harness.model.errors import DataFileError, HarnessError, InvalidParameterError
+from harness.sweep.formats import format_seconds
 from harness.sweep.results import (
     HOST_COLUMNS,
     PHASES,
     SOFTWARE_COLUMNS,
     load_meta,
     load_table,
+    why_not_measured,
 )
 
 HELP = (
@@ -448,14 +450,7 @@ def _why_absent(table: pd.DataFrame, key: tuple) -> str:
         & (table["strategy"] == strategy)
         & (table["workers"] == workers)
     ]
-    not_ok = rows[rows["status"] != "ok"]
-    if not not_ok.empty:
-        first = not_ok.iloc[0]
-        error = str(first.get("error", "") or "").strip()
-        return f"{first['status']}" + (f": {error}" if error else "")
-    if not rows.empty:
-        return f"phase {phase} not measured"
-    return "not measured"
+    return why_not_measured(rows, phase)
 
 
 def _describe_coverage(table: pd.DataFrame) -> str:
@@ -752,16 +747,6 @@ _HEADER = (
 )
 
 
-def _seconds(value: float) -> str:
-    if not math.isfinite(value):
-        return "-"
-    if value >= 1:
-        return f"{value:.3g} s"
-    if value >= 1e-3:
-        return f"{value * 1e3:.3g} ms"
-    return f"{value * 1e6:.3g} us"
-
-
 def _cells(c: Comparison, markdown: bool) -> list[str]:
     ratio = f"{c.ratio:.3f}x" if math.isfinite(c.ratio) else "-"
     ci = (
@@ -781,8 +766,8 @@ def _cells(c: Comparison, markdown: bool) -> list[str]:
         c.strategy,
         str(c.workers),
         c.phase,
-        f"{_seconds(c.base_median)} ({c.base_values})",
-        f"{_seconds(c.new_median)} ({c.new_values})",
+        f"{format_seconds(c.base_median)} ({c.base_values})",
+        f"{format_seconds(c.new_median)} ({c.new_values})",
         ratio,
         ci,
         p_value,

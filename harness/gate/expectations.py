@@ -77,7 +77,7 @@ import numpy as np
 import pandas as pd
 
 from harness.model.errors import DataFileError, InvalidParameterError
-from harness.sweep.results import PHASES, load_meta, load_table
+from harness.sweep.results import PHASES, load_meta, load_table, why_not_measured
 
 HELP = (
     "check a run against the scale-free expectations (speedups, ratios between "
@@ -482,16 +482,8 @@ class _RunView:
 
     def why_missing(self, workload: str, n: int, strategy: str, workers: int, phase: str) -> str:
         """Why a configuration has no timing: skipped/failed and the reason, or absent."""
-        rows = self.rows(workload, n, strategy, workers)
-        label = f"{strategy} at {workers} worker(s)"
-        not_ok = rows[rows["status"] != "ok"]
-        if not not_ok.empty:
-            first = not_ok.iloc[0]
-            error = str(first.get("error", "") or "").strip()
-            return f"{label} {first['status']}" + (f" ({error})" if error else "")
-        if not rows.empty:
-            return f"{label}: phase {phase} not measured"
-        return f"{label} not measured"
+        why = why_not_measured(self.rows(workload, n, strategy, workers), phase)
+        return f"{strategy} at {workers} worker(s) {why}"
 
     def oversubscribed(self, workload: str, n: int, strategy: str, workers: int) -> bool:
         rows = self.rows(workload, n, strategy, workers)

@@ -12,9 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import re
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +37,7 @@ from harness.report.analysis import (
     group_not_measured,
     phase_breakdown,
 )
+from harness.sweep.formats import write_text_atomic
 from harness.sweep.results import (
     CHARTS_DIR,
     REPORT_FILE,
@@ -274,16 +273,7 @@ def _slug(name: str) -> str:
 
 def _write_atomic(path: Path, text: str) -> None:
     try:
-        with tempfile.NamedTemporaryFile(
-            "w",
-            dir=path.parent,
-            prefix=f".{path.name}.",
-            suffix=".tmp",
-            delete=False,
-            encoding="utf-8",
-        ) as out:
-            out.write(text)
-        os.replace(out.name, path)
+        write_text_atomic(path, text)
     except OSError as exc:
         raise DataFileError(f"cannot write {path}: {exc}") from exc
 

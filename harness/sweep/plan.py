@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.model.errors import DataFileError, InvalidParameterError
-from harness.sweep.measure import CHECK_ITERATIONS, iteration_seconds_at
 from harness.sweep.results import META_FILE, SCHEMA_VERSION, config_id, load_meta
+from harness.sweep.spec import CHECK_ITERATIONS, iteration_seconds_at
 
 RESULTS_ROOT = Path("results")
 

@@ -41,10 +41,10 @@ Decisions a user should know
 * **Unavailable strategies** (not built here, optional package missing) get one
   ``skipped`` row per configuration with the registry's reason.
 * **Time budget** (``--time-budget``, default per protocol): the estimated seconds
-  of one configuration's timed work (:func:`harness.sweep.measure.configuration_seconds`).
+  of one configuration's timed work (:func:`harness.sweep.spec.configuration_seconds`).
   The per-iteration time is extrapolated from the same strategy, workload and
   worker count measured at smaller sizes in this run
-  (:func:`harness.sweep.measure.iteration_seconds_at`: linear from one size, affine from
+  (:func:`harness.sweep.spec.iteration_seconds_at`: linear from one size, affine from
   two). An estimate over ``PROBE_MARGIN`` x budget skips the configuration
   outright; when there is no estimate, or it is over budget by less than that, the
   measurement process uses the first check iteration at the real size as a probe,
@@ -57,7 +57,8 @@ Decisions a user should know
   ``TIMEOUT_SLACK + TIMEOUT_FACTOR * budget`` seconds is stopped with its whole
   process group (SIGTERM, so it closes its pools; SIGKILL when it does not exit;
   its resource trackers are given time to delete shared memory and memmap folders)
-  and recorded ``failed: timed out after N s``. A strategy that
+  and recorded ``failed: timed out after N s``. (Tests shorten the limit and the
+  grace periods through the hooks of :mod:`harness.sweep.faults`.) A strategy that
   raises or a process that dies is recorded ``failed`` with its error; the sweep
   goes on. Any process a configuration leaves behind is killed with its group.
 * **Oversubscription**: more workers than usable cores is measured when asked for,
@@ -110,12 +111,8 @@ from typing import Any
 
 from harness.model.args import positive_int
 from harness.model.threads import OversubscriptionWarning, thread_env, usable_cores
-from harness.sweep.measure import (
-    MeasureSpec,
-    benchmark_name,
-    configuration_seconds,
-    save_inputs,
-)
+from harness.sweep.faults import stop_grace, time_limit_for
+from harness.sweep.formats import format_seconds, to_json, write_atomic, write_text_atomic
 from harness.sweep.metadata import collect_metadata, now_iso, row_metadata
 from harness.sweep.plan import (
     Configuration,
@@ -125,6 +122,7 @@ from harness.sweep.plan import (
     resolve_sweep,
 )
 from harness.sweep.processes import (
+    STOP_GRACE_SECONDS,
     death_reason,
     interrupts_deferred,
     run_in_own_group,
@@ -142,6 +140,12 @@ from harness.sweep.results import (
     as_table,
     load_meta,
     load_table,
+)
+from harness.sweep.spec import (
+    MeasureSpec,
+    benchmark_name,
+    configuration_seconds,
+    save_inputs,
 )
 
 HELP = (
@@ -261,23 +265,6 @@ def main(args: argparse.Namespace) -> int:
     sweep = resolve_sweep(args)
     with terminate_as_interrupt():
         return SweepRunner(sweep).run()
-
-
-def _format_seconds(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "n/a"
-    if seconds >= 1:
-        return f"{seconds:.2f} s"
-    if seconds >= 1e-3:
-        return f"{seconds * 1e3:.1f} ms"
-    return f"{seconds * 1e6:.0f} us"
-
-
-def _write_atomic(path: Path, write: Any) -> None:
-    """Write through a temporary file in the same folder, then ``os.replace``."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    write(temporary)
-    os.replace(temporary, path)
 
 
 class SweepRunner:
@@ -420,18 +407,17 @@ class SweepRunner:
     def _write_meta(self) -> None:
         self.meta["updated"] = now_iso()
         self.meta["configurations"] = dict(self.counts)
-        text = json.dumps(self.meta, indent=1, default=str, allow_nan=True)
-        _write_atomic(self.run_dir / META_FILE, lambda path: path.write_text(text))
+        write_text_atomic(self.run_dir / META_FILE, to_json(self.meta, indent=1))
 
     def _write_table(self) -> None:
         table = as_table(self.rows)
-        _write_atomic(self.run_dir / TABLE_FILE, lambda path: table.to_csv(path, index=False))
+        write_atomic(self.run_dir / TABLE_FILE, lambda path: table.to_csv(path, index=False))
         try:
             import pyarrow  # noqa: F401
         except ImportError:
             return
         try:
-            _write_atomic(
+            write_atomic(
                 self.run_dir / PARQUET_FILE, lambda path: table.to_parquet(path, index=False)
             )
         except Exception as exc:  # a convenience copy must never stop a sweep
@@ -443,8 +429,6 @@ class SweepRunner:
                     stacklevel=2,
                 )
                 self._parquet_warned = True
-            with contextlib.suppress(OSError):
-                (self.run_dir / f".{PARQUET_FILE}.tmp").unlink()
 
     def _pyperf_benchmarks(self, cid: str) -> list[Any]:
         """A finished configuration's pyperf benchmarks (read once, then cached)."""
@@ -466,7 +450,7 @@ class SweepRunner:
                 (self.run_dir / PYPERF_SUITE).unlink()
             return
         suite = pyperf.BenchmarkSuite(benchmarks)
-        _write_atomic(self.run_dir / PYPERF_SUITE, lambda path: suite.dump(str(path), replace=True))
+        write_atomic(self.run_dir / PYPERF_SUITE, lambda path: suite.dump(str(path), replace=True))
 
     # -- running --
 
@@ -643,13 +627,16 @@ class SweepRunner:
         summary_note = _thread_note(configuration, result.get("env_blas_threads"))
         fused = " (fused)" if result.get("used_fused") else ""
         return rows, (
-            f"{label}: iteration {_format_seconds(medians['iteration'])}{fused} "
-            f"median, e_step {_format_seconds(medians['e_step'])}, m_step "
-            f"{_format_seconds(medians['m_step'])}, prepare "
-            f"{_format_seconds(medians['prepare'])}{summary_note}"
+            f"{label}: iteration {format_seconds(medians['iteration'])}{fused} "
+            f"median, e_step {format_seconds(medians['e_step'])}, m_step "
+            f"{format_seconds(medians['m_step'])}, prepare "
+            f"{format_seconds(medians['prepare'])}{summary_note}"
         )
 
-    def _timeout(self, estimate: float | None) -> float:
+    def _timeout(self, strategy: str, estimate: float | None) -> float:
+        limit = time_limit_for(strategy)  # test hook
+        if limit is not None:
+            return limit
         budget = self.sweep.time_budget
         if math.isfinite(budget):
             return TIMEOUT_SLACK + TIMEOUT_FACTOR * budget
@@ -678,9 +665,13 @@ class SweepRunner:
             "--pyperf-out",
             str(pyperf_file),
         ]
-        timeout = self._timeout(estimate)
+        timeout = self._timeout(spec.strategy, estimate)
         returncode, leftovers = run_in_own_group(
-            command, env=env, log_file=log_file, timeout=timeout
+            command,
+            env=env,
+            log_file=log_file,
+            timeout=timeout,
+            stop_grace=stop_grace(STOP_GRACE_SECONDS),
         )
         timed_out = returncode is None
         if timed_out:
