@@ -44,11 +44,6 @@ import numpy as np
 
 from harness.model.errors import InvalidParameterError
 
-HELP = (
-    "compiled strategies (cython, openmp, openmp-components, joblib-threads) at 1 and 2 "
-    "workers vs scikit-learn's E+M step per iteration, side by side, with the issue's targets"
-)
-
 COMPILED = ("cython", "openmp", "openmp-components", "joblib-threads")
 REFERENCE = "sklearn"
 DEFAULT_WORKLOADS = ("schreiber", "quinn", "highdim")

@@ -46,11 +46,6 @@ import numpy as np
 
 from harness.model.errors import HarnessError, InvalidParameterError
 
-HELP = (
-    "process strategies' targets: peak PSS vs einsum, per-iteration time vs the same "
-    "kernel in one process (crossover in n), prepare per start method, bytes per iteration"
-)
-
 ROOT = Path(__file__).resolve().parents[2]
 
 #: The issue's thresholds.

@@ -87,12 +87,6 @@ from harness.sweep.results import (
     why_not_measured,
 )
 
-HELP = (
-    "compare two result folders: ratio of medians with a bootstrap confidence interval "
-    "and a Mann-Whitney U test per configuration; exit 1 on a significant slowdown "
-    "beyond the threshold"
-)
-
 #: What identifies one compared sample of timings.
 KEY_COLUMNS = ("workload", "n", "strategy", "workers", "phase")
 #: Verdicts in the order reports list them.

@@ -79,11 +79,6 @@ import pandas as pd
 from harness.model.errors import DataFileError, InvalidParameterError
 from harness.sweep.results import PHASES, load_meta, load_table, why_not_measured
 
-HELP = (
-    "check a run against the scale-free expectations (speedups, ratios between "
-    "strategies, log-likelihood agreement); exit 1 if any fails"
-)
-
 #: Default expectations file, next to the results it judges.
 DEFAULT_EXPECTATIONS = Path(__file__).resolve().parents[2] / "results" / "expectations.toml"
 SCHEMA_VERSION = 1

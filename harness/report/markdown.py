@@ -47,8 +47,6 @@ from harness.sweep.results import (
     load_table,
 )
 
-HELP = "draw the speedup charts and write report.md for a results folder"
-
 #: Points of the fitted-model picture: enough to show the shape, quick to re-fit.
 FIT_POINTS = 20_000
 #: Iteration cap and stopping tolerance of that re-fit (scikit-learn's defaults), from the

@@ -148,11 +148,6 @@ from harness.sweep.spec import (
     save_inputs,
 )
 
-HELP = (
-    "sweep strategies x workloads x sizes x worker counts, pyperf-timed, into "
-    "results/<run-id>/ (pyperf JSON, tidy CSV/Parquet table, meta.json)"
-)
-
 WORK_DIR = ".work"  # inside the run folder: inputs, specs, logs in flight; removed at the end
 LOG_DIR = "logs"  # inside the run folder: the output of configurations that failed
 
@@ -194,9 +189,9 @@ def _budget(text: str) -> float:
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Options of ``python -m harness run`` (defaults depend on the protocol)."""
     parser.description = (
-        f"{HELP}. Each configuration (workload, n, strategy, workers) runs in a fresh "
-        "process with its thread counts set before NumPy loads; see harness/sweep/runner.py "
-        "for the decisions (serial strategies, budget, resume)."
+        f"{parser.description}. Each configuration (workload, n, strategy, workers) runs "
+        "in a fresh process with its thread counts set before NumPy loads; see "
+        "harness/sweep/runner.py for the decisions (serial strategies, budget, resume)."
     )
     parser.add_argument(
         "--workloads",
@@ -825,7 +820,6 @@ def _plain(value: Any) -> Any:
 
 
 __all__ = [
-    "HELP",
     "SweepRunner",
     "configure_parser",
     "main",
