@@ -8,6 +8,9 @@ libraries (pandas, matplotlib, SciPy).
 
 Exit status: 0 success, 1 a check or comparison failed, 2 bad input (every
 :class:`~harness.model.errors.HarnessError` becomes one ``error: ...`` line), 130 Ctrl-C.
+
+It parses and dispatches only: each command's work lives in its module, and no
+module of the harness imports this one.
 """
 
 from __future__ import annotations

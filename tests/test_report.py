@@ -418,7 +418,8 @@ def test_report_shows_the_hand_computed_numbers(tmp_path: Path) -> None:
     assert [c.strip() for c in row_2w.strip("|").split("|")[5:]] == ["5.00×", "1.25×", "4.00×"]
     assert "`openmp` (1.50×)" in row_2w
     # a finding states the serial fraction and the model
-    assert "Karp-Flatt serial fraction 0.600" in report or "0.200" in report
+    assert "(efficiency 83%, Karp-Flatt serial fraction 0.200)" in report
+    assert "Amdahl's law with the fitted serial fraction 0.200 predicts 2.50× on 4" in report
 
 
 def test_karp_flatt_and_amdahl_functions() -> None:

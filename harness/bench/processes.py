@@ -29,6 +29,9 @@ The targets' thresholds are data: section ``[bench-processes]`` of
 ``results/targets.toml`` (:mod:`harness.bench.targets`; ``--targets`` reads another
 file). Exit status 0 when every target passes, 1 otherwise. Timings on a shared machine
 are indicative; ratios taken in one run are the figures to quote.
+
+It measures in child processes it starts and prints tables; it writes no results
+folder (only the ``--json`` file asked for) and changes no strategy.
 """
 
 from __future__ import annotations

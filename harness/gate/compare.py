@@ -19,10 +19,10 @@ pair is compared as above and a change counts only when *every* pair shows it, e
 beyond the threshold and significant (an intersection-union test: its p-value is the
 largest of the pairs'). Why: the repeated values of one sweep all come from one process,
 so the test sees the noise within a process but not the noise between processes, and
-on a small VM that is the larger one (einsum on 2 BLAS threads, highdim n = 5000, ran
-at 32 ms in some processes and 60-87 ms in others of the same build; a competing
-program's burst moves whole minutes of a sweep). A false alarm must then happen in every
-pair, a real slowdown shows in each. The CI workflow sweeps three pairs.
+on a small VM that is the larger one (a BLAS-threaded strategy can settle at a
+different speed in each process of the same build; a competing program's burst moves
+whole minutes of a sweep). A false alarm must then happen in every pair, a real
+slowdown shows in each. The CI workflow sweeps three pairs.
 
 Verdicts (symmetric in log space, so 2x slower and 2x faster are equally far from 1):
 
@@ -61,6 +61,8 @@ Compatibility (pyperf's rule: incompatible runs are refused, not mixed):
 * reported as a warning: comparisons with too few values for any test to reach
   ``alpha`` (the quick sweep's default 3 values per phase cannot; CI sweeps with
   ``--iterations 10``).
+
+It reads two result folders and never writes into them, re-runs or re-times anything.
 """
 
 from __future__ import annotations

@@ -62,6 +62,9 @@ fine: unavailable here); optional ``workload`` and ``strategies`` restrict it.
 
 Timing figures are ratios of medians (or minima, ``statistic = "min"``) over the
 repeated values of ``phase``.
+
+It reads a run folder and the expectations file; it never writes into the run or
+measures anything.
 """
 
 from __future__ import annotations

@@ -24,14 +24,19 @@ Definitions (``T(s, p)`` is the median wall time of one EM iteration of strategy
   Karp-Flatt fraction. ``f`` is clipped to ``[0, 1]`` for the extrapolation to
   :data:`MODEL_CORES`, which is a model, not a measurement.
 
-"Sequential" strategies are those of kind ``serial`` plus the compiled one-thread
-baseline ``cython`` (:data:`SEQUENTIAL_STRATEGIES`); they have no scaling numbers.
+"Sequential" strategies are those whose class says ``parallel = False`` (for a
+strategy not registered here, those of a kind in :data:`SEQUENTIAL_KINDS`); they have
+no scaling numbers.
 The best-strategy map reads a worker count as a budget: every strategy competes with
 its fastest time on at most that many workers.
+
+It measures nothing, reads and writes no file: it turns a results table into
+numbers and findings.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -44,8 +49,7 @@ from harness.sweep.results import COLUMNS, PHASES
 
 #: Worker counts the Amdahl model extrapolates to (the machine has fewer cores).
 MODEL_CORES: tuple[int, ...] = (4, 8, 16, 64)
-#: Strategies that are sequential whatever their kind says.
-SEQUENTIAL_STRATEGIES: frozenset[str] = frozenset({"cython"})
+#: Kinds taken as sequential for a strategy the registry here does not know.
 SEQUENTIAL_KINDS: frozenset[str] = frozenset({"serial"})
 #: Reference strategies of the summary table (speedup over Python, NumPy, scikit-learn).
 PYTHON_BASELINE = "python"
@@ -82,7 +86,23 @@ def _text(series: pd.Series) -> pd.Series:
 
 def is_sequential(strategy: str, kind: str) -> bool:
     """A strategy that uses one core whatever the worker count (see module docstring)."""
-    return strategy in SEQUENTIAL_STRATEGIES or kind in SEQUENTIAL_KINDS
+    parallel = _parallel_flags().get(strategy)
+    return not parallel if parallel is not None else kind in SEQUENTIAL_KINDS
+
+
+@functools.cache
+def _parallel_flags() -> dict[str, bool]:
+    """Each registered strategy's ``parallel`` class flag."""
+    try:
+        import strategies
+
+        return {
+            name: bool(info.cls.parallel)
+            for name, info in strategies.registry().items()
+            if info.cls is not None
+        }
+    except Exception:  # a broken registry must not stop a report
+        return {}
 
 
 def normalise_table(table: pd.DataFrame) -> pd.DataFrame:

@@ -5,6 +5,9 @@ numbers with :mod:`harness.report.analysis`, draws them with :mod:`harness.repor
 ``RUN_DIR/charts/`` (PNG and SVG) and writes ``RUN_DIR/report.md``, which embeds the
 charts by relative path. The fitted-model pictures of the 2-D workloads come from a
 short re-fit (``einsum`` strategy, the run's seed) on at most ``--fit-points`` points.
+
+It writes only ``charts/`` and ``report.md`` into a run folder and never changes
+its table, pyperf files or ``meta.json``.
 """
 
 from __future__ import annotations

@@ -63,13 +63,13 @@ class Mode:
 # of the charts). Quick keeps schreiber at 1e5, where parallel speedup is already
 # visible (the CI expectations check it there), and the others small.
 #
-# Durations on the project's 2-core machine decide the rest. A configuration costs
-# about a second of process start, imports and the check, plus per phase one
-# calibration and warmups + values calls of at least min_time each: with min_time at
-# pyperf's 0.1 s the small configurations were two thirds pyperf floor; 0.05 s (20 ms
-# quick) keeps every value far above timer resolution for these millisecond calls.
-# The default budget of 45 s lets the NumPy/SciPy strategies run at 4M points (about
-# 13 iterations' worth, 2-4 s each) and leaves pure Python at 400k out.
+# Durations on a 2-core machine decide the rest. A configuration costs process start,
+# imports and the check, plus per phase one calibration and warmups + values calls of
+# at least min_time each: at pyperf's default min_time the small configurations were
+# mostly pyperf's floor, so min_time is halved (and smaller again for quick), still
+# far above timer resolution for these millisecond calls. The default budget is sized
+# so the NumPy/SciPy strategies run at the largest schreiber size while pure Python
+# at the middle one is left out (the budget decides that, nothing is hard-coded).
 _DEFAULT_SIZES = {
     "schreiber": (40_000, 400_000, 4_000_000),
     "quinn": (13_000, 130_000),

@@ -24,6 +24,9 @@ is :func:`config_id`. Phases are :data:`PHASES`:
 * ``e_step`` and ``m_step``: each step on its own;
 * ``iteration``: one full EM iteration as the driver runs it (the fused one-pass
   iteration where the strategy has one, otherwise E-step + M-step + update).
+
+It defines the layout and reads it; the runner alone writes a run folder. It may not
+import pandas at module level: the measurement process imports it too.
 """
 
 from __future__ import annotations
