@@ -6,7 +6,6 @@ so the numbers in the report can be checked against values computed by hand.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from pathlib import Path
@@ -20,6 +19,7 @@ from harness.model.errors import DataFileError
 from harness.report import analysis as an
 from harness.report.markdown import plot_run
 from harness.sweep.results import CHARTS_DIR, COLUMNS, META_FILE, REPORT_FILE, TABLE_FILE, config_id
+from tests.conftest import write_run_folder
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -185,11 +185,8 @@ def synthetic_table(
 
 def write_run(folder: Path, table: pd.DataFrame, seed: int = 0) -> Path:
     """A results folder as the runner writes it (meta.json shaped like its output)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    table.to_csv(folder / TABLE_FILE, index=False)
     meta = {
         "schema_version": 1,
-        "run_id": folder.name,
         "created": "2026-01-01T00:00:00",
         "status": "finished",
         "host": {"cpu_model": "Test CPU", "usable_cores": 2, "machine": "x86_64"},
@@ -201,8 +198,7 @@ def write_run(folder: Path, table: pd.DataFrame, seed: int = 0) -> Path:
             "dask": {"kind": "distributed", "available": False, "reason": "dask not installed"},
         },
     }
-    (folder / META_FILE).write_text(json.dumps(meta))
-    return folder
+    return write_run_folder(folder, table, meta)
 
 
 def _expected_stems(workloads, two_d) -> set[str]:

@@ -155,6 +155,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_tiny_sweep_writes_pyperf_json_and_the_documented_table(tiny_run: Path) -> None:
     table = assert_consistent(tiny_run)
@@ -214,6 +215,7 @@ def test_tiny_sweep_writes_pyperf_json_and_the_documented_table(tiny_run: Path) 
     assert "schreiber-n2000-einsum-w2/iteration" in stats.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_resume_skips_finished_configurations(tiny_run: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "resumed"
@@ -257,6 +259,7 @@ def _processes_mentioning(text: str) -> list[psutil.Process]:
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_failing_strategies_are_recorded_and_the_sweep_goes_on(tmp_path: Path) -> None:
     out = tmp_path / "faults"
@@ -290,6 +293,7 @@ def _shm_entries() -> set[str]:
     return {p.name for pattern in ("gmmh_*", "sem.loky-*") for p in SHM.glob(pattern)}
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_a_hung_process_strategy_leaves_no_processes_or_shared_memory(tmp_path: Path) -> None:
     out = tmp_path / "hung-pool"
@@ -342,6 +346,7 @@ def test_kill_group_lets_the_resource_tracker_unlink_a_dead_owners_segment(
     assert not (SHM / name).exists()
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_time_budget_skips_configurations_with_the_reason(tmp_path: Path) -> None:
     out = tmp_path / "budget"
@@ -374,6 +379,7 @@ def test_time_budget_skips_configurations_with_the_reason(tmp_path: Path) -> Non
     assert "estimated" in table.loc["highdim-n200000-python-w1", "error"]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_interrupted_run_leaves_a_consistent_folder_that_resumes(tmp_path: Path) -> None:
     out = tmp_path / "interrupted"
@@ -429,6 +435,7 @@ def test_interrupted_run_leaves_a_consistent_folder_that_resumes(tmp_path: Path)
     assert load_meta(out)["status"] == "complete"
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_more_workers_than_cores_warns_and_flags_the_rows(tmp_path: Path) -> None:
     out = tmp_path / "oversubscribed"

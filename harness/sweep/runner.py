@@ -104,21 +104,20 @@ import shutil
 import sys
 import time
 import warnings
-from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from harness.model.args import positive_int
 from harness.model.threads import OversubscriptionWarning, thread_env, usable_cores
 from harness.sweep.faults import stop_grace, time_limit_for
 from harness.sweep.formats import format_seconds, to_json, write_atomic, write_text_atomic
-from harness.sweep.metadata import collect_metadata, now_iso, row_metadata
+from harness.sweep.metadata import collect_metadata, now_iso
 from harness.sweep.plan import (
     Configuration,
     Estimator,
     Sweep,
     build_configurations,
+    configure_parser,
     resolve_sweep,
 )
 from harness.sweep.processes import (
@@ -129,7 +128,6 @@ from harness.sweep.processes import (
     terminate_as_interrupt,
 )
 from harness.sweep.results import (
-    COLUMNS,
     META_FILE,
     PARQUET_FILE,
     PHASES,
@@ -141,6 +139,7 @@ from harness.sweep.results import (
     load_meta,
     load_table,
 )
+from harness.sweep.rows import as_float, median, plain, table_row
 from harness.sweep.spec import (
     MeasureSpec,
     benchmark_name,
@@ -162,97 +161,6 @@ UNBOUNDED_TIMEOUT = 3600.0
 #: (one size's time scaled linearly to ten times the points can overestimate up to
 #: ten-fold when a fixed per-iteration cost dominates).
 PROBE_MARGIN = 4.0
-
-
-#: Keys of ``Strategy.runtime_info()`` that say how many workers actually ran, in order
-#: of preference.
-_EFFECTIVE_WORKER_KEYS = (
-    "effective_workers",
-    "threads_used",
-    "processes_used",
-    "workers_used",
-    "workers_started",
-    "n_workers",
-)
-
-
-def _budget(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected seconds > 0 (or inf), got {text!r}")
-    return value
-
-
-def configure_parser(parser: argparse.ArgumentParser) -> None:
-    """Options of ``python -m harness run`` (defaults depend on the protocol)."""
-    parser.description = (
-        f"{parser.description}. Each configuration (workload, n, strategy, workers) runs "
-        "in a fresh process with its thread counts set before NumPy loads; see "
-        "harness/sweep/runner.py for the decisions (serial strategies, budget, resume)."
-    )
-    parser.add_argument(
-        "--workloads",
-        nargs="+",
-        metavar="NAME",
-        default=None,
-        help="workloads to run (space or comma separated; default: all)",
-    )
-    parser.add_argument(
-        "--sizes",
-        default=None,
-        metavar="N1,N2,...",
-        help="values of n, for every workload (accepts 1e5, 100_000; "
-        "default: per workload, see MODES in harness/sweep/plan.py)",
-    )
-    parser.add_argument(
-        "--workers", default=None, metavar="W1,W2,...", help="worker counts (default: 1,2)"
-    )
-    parser.add_argument(
-        "--strategies",
-        default=None,
-        metavar="A,B,...",
-        help="strategies (default: every registered one; unavailable ones are recorded as skipped)",
-    )
-    parser.add_argument(
-        "--iterations",
-        type=positive_int,
-        default=None,
-        metavar="N",
-        help="timed values per phase and process (each value of the "
-        "iteration phase is one EM iteration; default 3 quick/default, "
-        "5 rigorous)",
-    )
-    protocol = parser.add_mutually_exclusive_group()
-    protocol.add_argument(
-        "--quick",
-        action="store_true",
-        help="CI protocol: one size per workload, short values (<= 3 min)",
-    )
-    protocol.add_argument(
-        "--rigorous",
-        action="store_true",
-        help="pyperf worker processes per phase, more values (slow)",
-    )
-    parser.add_argument(
-        "--out", default=None, metavar="DIR", help="results folder (default: results/<timestamp>)"
-    )
-    parser.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue the run in --out (default: the latest under "
-        "results/): configurations already ok are kept, the rest run",
-    )
-    parser.add_argument(
-        "--time-budget",
-        type=_budget,
-        default=None,
-        metavar="SECONDS",
-        help="skip a configuration whose estimated timed work exceeds this "
-        "(default 10 quick, 45 default, 600 rigorous; 'inf' for none)",
-    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -297,7 +205,7 @@ class SweepRunner:
             if (self.run_dir / TABLE_FILE).is_file():
                 table = load_table(self.run_dir)
                 self.rows = [
-                    {key: _plain(value) for key, value in row.items()}
+                    {key: plain(value) for key, value in row.items()}
                     for row in table.to_dict("records")
                 ]
             done = self._finished_configurations()
@@ -395,7 +303,7 @@ class SweepRunner:
                 )
         for cid, seconds in by_config.items():
             workload, strategy, workers, n = keys[cid]
-            self.estimator.add(workload, strategy, workers, n, _median(seconds))
+            self.estimator.add(workload, strategy, workers, n, median(seconds))
         # Configurations to run again lose their old rows now; new ones replace them.
         self.rows = [row for row in self.rows if str(row.get("config_id")) in done]
 
@@ -599,7 +507,7 @@ class SweepRunner:
                 configuration.strategy,
                 configuration.workers,
                 configuration.n,
-                _float(result.get("probe_iteration_seconds")),
+                as_float(result.get("probe_iteration_seconds")),
                 lower_bound=bool(result.get("probe_overran")),
             )
             return (
@@ -700,7 +608,7 @@ class SweepRunner:
         for phase in PHASES:
             bench = suite.get_benchmark(benchmark_name(configuration.config_id, phase))
             values = bench.get_values()
-            medians[phase] = _median(values)
+            medians[phase] = median(values)
             for index, seconds in enumerate(values):
                 rows.append(
                     self._row(
@@ -716,55 +624,8 @@ class SweepRunner:
         self._benchmarks[configuration.config_id] = suite.get_benchmarks()
         return rows, medians
 
-    def _row(
-        self,
-        configuration: Configuration,
-        *,
-        status: str,
-        error: str = "",
-        result: dict | None = None,
-        phase: str = "",
-        seconds: float = math.nan,
-        value_index: int | None = None,
-    ) -> dict[str, Any]:
-        result = result or {}
-        info = result.get("runtime_info") or {}
-        row: dict[str, Any] = dict.fromkeys(COLUMNS, math.nan)
-        row.update(
-            workload=configuration.workload,
-            n=configuration.n,
-            d=int(result.get("d", configuration.d)),
-            k=int(result.get("k", configuration.k)),
-            strategy=configuration.strategy,
-            kind=result.get("kind", configuration.kind),
-            workers=configuration.workers,
-            phase=phase,
-            seconds=float(seconds),
-            value_index=value_index,
-            status=status,
-            error=error,
-            config_id=configuration.config_id,
-            oversubscribed=configuration.oversubscribed,
-            start_method=str(info.get("start_method") or ""),
-            run_id=self.sweep.run_id,
-            date=now_iso(),
-            **row_metadata(self.metadata),
-        )
-        if status == "ok":
-            row.update(
-                effective_workers=_effective_workers(info, configuration, result),
-                blas_threads=_first_int(info, ("worker_blas_threads", "blas_threads"))
-                or result.get("blas_threads"),
-                omp_threads=_first_int(info, ("omp_threads", "openmp_threads"))
-                or result.get("omp_threads"),
-                used_fused=bool(result.get("used_fused")),
-                bytes_to_workers=_float(info.get("bytes_to_workers")),
-                bytes_from_workers=_float(info.get("bytes_from_workers")),
-                peak_pss_bytes=_float(result.get("peak_pss_bytes")),
-                final_loglik=_float(result.get("final_loglik")),
-                iterations_checked=result.get("iterations_checked"),
-            )
-        return row
+    def _row(self, configuration: Configuration, **fields: Any) -> dict[str, Any]:
+        return table_row(configuration, run_id=self.sweep.run_id, metadata=self.metadata, **fields)
 
 
 def _thread_note(configuration: Configuration, started_with: int | None) -> str:
@@ -782,41 +643,6 @@ def _thread_note(configuration: Configuration, started_with: int | None) -> str:
         f" [note: BLAS started with {started_with} thread(s) for "
         f"{configuration.workers} worker(s): thread variables not honoured]"
     )
-
-
-def _effective_workers(info: dict, configuration: Configuration, result: dict) -> int:
-    reported = _first_int(info, _EFFECTIVE_WORKER_KEYS)
-    if reported is not None:
-        return reported
-    return configuration.workers if result.get("parallel", True) else 1
-
-
-def _first_int(info: dict, keys: Sequence[str]) -> int | None:
-    for key in keys:
-        value = info.get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-            return int(value)
-    return None
-
-
-def _float(value: Any) -> float:
-    try:
-        return float(value) if value is not None else math.nan
-    except (TypeError, ValueError):
-        return math.nan
-
-
-def _median(values: Sequence[float]) -> float:
-    ordered = sorted(float(v) for v in values)
-    if not ordered:
-        return math.nan
-    middle = len(ordered) // 2
-    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
-
-
-def _plain(value: Any) -> Any:
-    item = getattr(value, "item", None)
-    return item() if callable(item) else value
 
 
 __all__ = [
