@@ -241,8 +241,19 @@ def test_plot_writes_every_chart_and_the_report(tmp_path: Path) -> None:
     assert "Every configuration in the table was measured." in report
 
 
-def test_cli_plot_command_without_meta(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def only_format(monkeypatch: pytest.MonkeyPatch, fmt: str) -> None:
+    """Draw the charts in one format: a test that reads only the report need not pay for
+    two renderings of every chart (the test above checks both formats)."""
+    from harness.report import charts
+
+    monkeypatch.setattr(charts, "FORMATS", (fmt,))
+
+
+def test_cli_plot_command_without_meta(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The command works end to end; a folder whose meta.json is missing still reports."""
+    only_format(monkeypatch, "svg")
     run = write_run(
         tmp_path / "run-cli", synthetic_table(workloads=("highdim",), ns=(1_000, 2_000), values=3)
     )
@@ -277,7 +288,10 @@ def test_table_without_measurement_columns_is_refused(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------------------
 
 
-def test_failed_and_skipped_rows_still_plot(tmp_path: Path) -> None:
+def test_failed_and_skipped_rows_still_plot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    only_format(monkeypatch, "png")
     table = synthetic_table(
         workloads=("quinn",), ns=(1_000, 2_000, 4_000), values=3, with_problems=True
     )
@@ -388,7 +402,10 @@ def test_derived_numbers_match_hand_computation() -> None:
     assert best.loc[2, "margin"] == pytest.approx(1.5)
 
 
-def test_report_shows_the_hand_computed_numbers(tmp_path: Path) -> None:
+def test_report_shows_the_hand_computed_numbers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    only_format(monkeypatch, "png")
     run = write_run(tmp_path / "run-hand", _hand_table())
     plot_run(run, fitted_model=False)
     report = (run / REPORT_FILE).read_text()
