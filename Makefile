@@ -13,7 +13,7 @@ ARGS   ?=
 
 KERNEL_SOURCES := $(wildcard kernels/*.pyx kernels/*.pxd kernels/*.h) kernels/_build.py setup.py
 
-.PHONY: install test bench bench-quick bench-ci bench-compiled bench-processes charts compare lint format clean
+.PHONY: install test test-fast bench bench-quick bench-ci bench-compiled bench-processes charts compare lint format clean
 
 install: $(STAMP)
 
@@ -29,8 +29,13 @@ $(STAMP): $(VENV)/bin/python pyproject.toml $(KERNEL_SOURCES)
 	$(PY) -m harness strategies
 	@touch $(STAMP)
 
+# The complete suite (what CI runs); test-fast leaves out the tests marked slow
+# (whole sweeps in subprocesses, a rebuild of the kernels) while you iterate.
 test: install
 	$(PY) -m pytest
+
+test-fast: install
+	$(PY) -m pytest -m "not slow"
 
 bench: install
 	$(PY) -m harness run $(ARGS)

@@ -19,7 +19,8 @@ from harness.gate.compare import (
     parse_threshold,
 )
 from harness.model.errors import DataFileError, InvalidParameterError
-from harness.sweep.results import COLUMNS, META_FILE, SCHEMA_VERSION, TABLE_FILE, config_id
+from harness.sweep.results import SCHEMA_VERSION, TABLE_FILE, config_id
+from tests.conftest import blank_row, write_run_folder
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -47,8 +48,7 @@ def write_run(
     rows = []
     for (workload, n, strategy, workers, phase), values in samples.items():
         d, k = shapes[workload]
-        base = dict.fromkeys(COLUMNS, "")
-        base.update(
+        base = blank_row(
             workload=workload,
             n=n,
             d=d,
@@ -82,11 +82,7 @@ def write_run(
                 {**base, "seconds": s, "value_index": i, "status": "ok"}
                 for i, s in enumerate(values)
             )
-    pd.DataFrame(rows, columns=list(COLUMNS)).to_csv(path / TABLE_FILE, index=False)
-    (path / META_FILE).write_text(
-        json.dumps({"schema_version": SCHEMA_VERSION, "run_id": path.name, **(meta or {})})
-    )
-    return path
+    return write_run_folder(path, rows, meta)
 
 
 def noisy(median: float, spread: float, count: int = 10, seed: int = 0) -> list[float]:

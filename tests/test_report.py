@@ -6,7 +6,6 @@ so the numbers in the report can be checked against values computed by hand.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from pathlib import Path
@@ -20,6 +19,7 @@ from harness.model.errors import DataFileError
 from harness.report import analysis as an
 from harness.report.markdown import plot_run
 from harness.sweep.results import CHARTS_DIR, COLUMNS, META_FILE, REPORT_FILE, TABLE_FILE, config_id
+from tests.conftest import write_run_folder
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -185,11 +185,8 @@ def synthetic_table(
 
 def write_run(folder: Path, table: pd.DataFrame, seed: int = 0) -> Path:
     """A results folder as the runner writes it (meta.json shaped like its output)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    table.to_csv(folder / TABLE_FILE, index=False)
     meta = {
         "schema_version": 1,
-        "run_id": folder.name,
         "created": "2026-01-01T00:00:00",
         "status": "finished",
         "host": {"cpu_model": "Test CPU", "usable_cores": 2, "machine": "x86_64"},
@@ -201,8 +198,7 @@ def write_run(folder: Path, table: pd.DataFrame, seed: int = 0) -> Path:
             "dask": {"kind": "distributed", "available": False, "reason": "dask not installed"},
         },
     }
-    (folder / META_FILE).write_text(json.dumps(meta))
-    return folder
+    return write_run_folder(folder, table, meta)
 
 
 def _expected_stems(workloads, two_d) -> set[str]:
@@ -245,8 +241,19 @@ def test_plot_writes_every_chart_and_the_report(tmp_path: Path) -> None:
     assert "Every configuration in the table was measured." in report
 
 
-def test_cli_plot_command_without_meta(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def only_format(monkeypatch: pytest.MonkeyPatch, fmt: str) -> None:
+    """Draw the charts in one format: a test that reads only the report need not pay for
+    two renderings of every chart (the test above checks both formats)."""
+    from harness.report import chart_kit
+
+    monkeypatch.setattr(chart_kit, "FORMATS", (fmt,))
+
+
+def test_cli_plot_command_without_meta(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The command works end to end; a folder whose meta.json is missing still reports."""
+    only_format(monkeypatch, "svg")
     run = write_run(
         tmp_path / "run-cli", synthetic_table(workloads=("highdim",), ns=(1_000, 2_000), values=3)
     )
@@ -281,7 +288,10 @@ def test_table_without_measurement_columns_is_refused(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------------------
 
 
-def test_failed_and_skipped_rows_still_plot(tmp_path: Path) -> None:
+def test_failed_and_skipped_rows_still_plot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    only_format(monkeypatch, "png")
     table = synthetic_table(
         workloads=("quinn",), ns=(1_000, 2_000, 4_000), values=3, with_problems=True
     )
@@ -392,7 +402,10 @@ def test_derived_numbers_match_hand_computation() -> None:
     assert best.loc[2, "margin"] == pytest.approx(1.5)
 
 
-def test_report_shows_the_hand_computed_numbers(tmp_path: Path) -> None:
+def test_report_shows_the_hand_computed_numbers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    only_format(monkeypatch, "png")
     run = write_run(tmp_path / "run-hand", _hand_table())
     plot_run(run, fitted_model=False)
     report = (run / REPORT_FILE).read_text()
@@ -423,7 +436,9 @@ def test_report_shows_the_hand_computed_numbers(tmp_path: Path) -> None:
     assert [c.strip() for c in row_2w.strip("|").split("|")[5:]] == ["5.00×", "1.25×", "4.00×"]
     assert "`openmp` (1.50× [" in row_2w
     # a finding states the serial fraction and the model
-    assert "Karp-Flatt serial fraction 0.600" in report or "0.200" in report
+    assert "(efficiency 83%, Karp-Flatt serial fraction 0.200)" in report
+    # with three values per side the model band is wider than every prediction
+    assert "No Amdahl extrapolation is given" in report
 
 
 def test_karp_flatt_and_amdahl_functions() -> None:

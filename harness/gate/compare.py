@@ -21,10 +21,10 @@ pair is compared as above and a change counts only when *every* pair shows it, e
 beyond the threshold and significant (an intersection-union test: its p-value is the
 largest of the pairs'). Why: the repeated values of one sweep all come from one process,
 so the test sees the noise within a process but not the noise between processes, and
-on a small VM that is the larger one (einsum on 2 BLAS threads, highdim n = 5000, ran
-at 32 ms in some processes and 60-87 ms in others of the same build; a competing
-program's burst moves whole minutes of a sweep). A false alarm must then happen in every
-pair, a real slowdown shows in each. The CI workflow sweeps three pairs.
+on a small VM that is the larger one (a BLAS-threaded strategy can settle at a
+different speed in each process of the same build; a competing program's burst moves
+whole minutes of a sweep). A false alarm must then happen in every pair, a real
+slowdown shows in each. The CI workflow sweeps three pairs.
 
 Verdicts (symmetric in log space, so 2x slower and 2x faster are equally far from 1):
 
@@ -63,6 +63,8 @@ Compatibility (pyperf's rule: incompatible runs are refused, not mixed):
 * reported as a warning: comparisons with too few values for any test to reach
   ``alpha`` (the quick sweep's default 3 values per phase cannot; CI sweeps with
   ``--iterations 10``).
+
+It reads two result folders and never writes into them, re-runs or re-times anything.
 """
 
 from __future__ import annotations
@@ -79,18 +81,14 @@ import pandas as pd
 from scipy import stats
 
 from harness.model.errors import DataFileError, HarnessError, InvalidParameterError
+from harness.sweep.formats import format_seconds
 from harness.sweep.results import (
     HOST_COLUMNS,
     PHASES,
     SOFTWARE_COLUMNS,
     load_meta,
     load_table,
-)
-
-HELP = (
-    "compare two result folders: ratio of medians with a bootstrap confidence interval "
-    "and a Mann-Whitney U test per configuration; exit 1 on a significant slowdown "
-    "beyond the threshold"
+    why_not_measured,
 )
 
 #: What identifies one compared sample of timings.
@@ -449,14 +447,7 @@ def _why_absent(table: pd.DataFrame, key: tuple) -> str:
         & (table["strategy"] == strategy)
         & (table["workers"] == workers)
     ]
-    not_ok = rows[rows["status"] != "ok"]
-    if not not_ok.empty:
-        first = not_ok.iloc[0]
-        error = str(first.get("error", "") or "").strip()
-        return f"{first['status']}" + (f": {error}" if error else "")
-    if not rows.empty:
-        return f"phase {phase} not measured"
-    return "not measured"
+    return why_not_measured(rows, phase)
 
 
 def compatibility_problem(base_dir: str | Path, new_dir: str | Path) -> str:
@@ -777,16 +768,6 @@ _HEADER = (
 )
 
 
-def _seconds(value: float) -> str:
-    if not math.isfinite(value):
-        return "-"
-    if value >= 1:
-        return f"{value:.3g} s"
-    if value >= 1e-3:
-        return f"{value * 1e3:.3g} ms"
-    return f"{value * 1e6:.3g} us"
-
-
 def _cells(c: Comparison, markdown: bool) -> list[str]:
     ratio = f"{c.ratio:.3f}x" if math.isfinite(c.ratio) else "-"
     ci = (
@@ -806,8 +787,8 @@ def _cells(c: Comparison, markdown: bool) -> list[str]:
         c.strategy,
         str(c.workers),
         c.phase,
-        f"{_seconds(c.base_median)} ({c.base_values})",
-        f"{_seconds(c.new_median)} ({c.new_values})",
+        f"{format_seconds(c.base_median)} ({c.base_values})",
+        f"{format_seconds(c.new_median)} ({c.new_values})",
         ratio,
         ci,
         p_value,

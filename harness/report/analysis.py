@@ -41,8 +41,9 @@ comparison: :func:`scaling` marks every ratio that rests on one, and the
 best-strategy map and the fastest 1-worker reference use undisturbed
 configurations only.
 
-"Sequential" strategies are those of kind ``serial`` plus the compiled one-thread
-baseline ``cython`` (:data:`SEQUENTIAL_STRATEGIES`); they have no scaling numbers.
+"Sequential" strategies are those whose class says ``parallel = False`` (for a
+strategy not registered here, those of a kind in :data:`SEQUENTIAL_KINDS`); they have
+no scaling numbers.
 The best-strategy map reads a worker count as a budget: every strategy competes with
 its fastest time on at most that many workers; strategies whose ratio to the winner
 has an interval reaching 1 are tied with it (``tied``).
@@ -60,7 +61,6 @@ from harness.report import uncertainty as unc
 from harness.report.amdahl import MODEL_CORES, amdahl, amdahl_speedup, fit_amdahl, karp_flatt
 from harness.report.tables import (
     SEQUENTIAL_KINDS,
-    SEQUENTIAL_STRATEGIES,
     disturbed_configurations,
     group_not_measured,
     is_sequential,
@@ -73,7 +73,6 @@ from harness.sweep.results import PHASES
 __all__ = [
     "MODEL_CORES",
     "SEQUENTIAL_KINDS",
-    "SEQUENTIAL_STRATEGIES",
     "Analysis",
     "Draws",
     "amdahl",

@@ -8,15 +8,16 @@ numbers with :mod:`harness.report.analysis` and the verdicts with
 writes ``RUN_DIR/report.md``, whose findings are the ``text`` of those records and which
 embeds the charts by relative path. The fitted-model pictures of the 2-D workloads come from a
 short re-fit (``einsum`` strategy, the run's seed) on at most ``--fit-points`` points.
+
+It writes only ``charts/`` and ``report.md`` into a run folder and never changes
+its table, pyperf files or ``meta.json``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,7 @@ from harness.report.sections import (
 )
 from harness.report.text import fmt_n
 from harness.report.uncertainty import CONFIDENCE, SINGLE_PROCESS_ALLOWANCE
+from harness.sweep.formats import write_text_atomic
 from harness.sweep.results import (
     CHARTS_DIR,
     REPORT_FILE,
@@ -49,8 +51,6 @@ from harness.sweep.results import (
     load_meta,
     load_table,
 )
-
-HELP = "draw the speedup charts and write report.md for a results folder"
 
 #: Points of the fitted-model picture: enough to show the shape, quick to re-fit.
 FIT_POINTS = 20_000
@@ -282,16 +282,7 @@ def _slug(name: str) -> str:
 
 def _write_atomic(path: Path, text: str) -> None:
     try:
-        with tempfile.NamedTemporaryFile(
-            "w",
-            dir=path.parent,
-            prefix=f".{path.name}.",
-            suffix=".tmp",
-            delete=False,
-            encoding="utf-8",
-        ) as out:
-            out.write(text)
-        os.replace(out.name, path)
+        write_text_atomic(path, text)
     except OSError as exc:
         raise DataFileError(f"cannot write {path}: {exc}") from exc
 

@@ -8,6 +8,7 @@ the report must account for without a timing verdict. No statistics, no drawing.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -17,8 +18,7 @@ from harness.model.errors import DataFileError
 from harness.report.text import fmt_n
 from harness.sweep.results import COLUMNS, PHASES, config_id
 
-#: Strategies that are sequential whatever their kind says.
-SEQUENTIAL_STRATEGIES: frozenset[str] = frozenset({"cython"})
+#: Kinds taken as sequential for a strategy the registry here does not know.
 SEQUENTIAL_KINDS: frozenset[str] = frozenset({"serial"})
 
 _CONFIG = ["workload", "n", "strategy", "workers"]
@@ -41,7 +41,23 @@ def _text(series: pd.Series) -> pd.Series:
 
 def is_sequential(strategy: str, kind: str) -> bool:
     """A strategy that uses one core whatever the worker count (see module docstring)."""
-    return strategy in SEQUENTIAL_STRATEGIES or kind in SEQUENTIAL_KINDS
+    parallel = _parallel_flags().get(strategy)
+    return not parallel if parallel is not None else kind in SEQUENTIAL_KINDS
+
+
+@functools.cache
+def _parallel_flags() -> dict[str, bool]:
+    """Each registered strategy's ``parallel`` class flag."""
+    try:
+        import strategies
+
+        return {
+            name: bool(info.cls.parallel)
+            for name, info in strategies.registry().items()
+            if info.cls is not None
+        }
+    except Exception:  # a broken registry must not stop a report
+        return {}
 
 
 def normalise_table(table: pd.DataFrame) -> pd.DataFrame:
