@@ -1,7 +1,7 @@
 """The process strategies: results, what they report, failures, and clean-up.
 
 Correctness against the reference for every registered strategy is in
-``test_strategies.py``; here: every start method, both kernel paths, the runtime
+``test_strategies.py``; here: every start method, the runtime
 report (start method, threads, bytes per iteration that do not grow with n), worker
 death and worker exceptions (a clear error, bounded by timeouts), and no process or
 ``/dev/shm`` entry left after ``close``, an exception, Ctrl-C or interpreter exit.
@@ -26,7 +26,7 @@ import psutil
 import pytest
 
 import strategies
-import strategies._process_common as pc
+import strategies.pool.workers as worker_tasks
 from harness.model.errors import InvalidParameterError, WorkerError
 from harness.model.gmm import GMMParams, derive, initial_params, reference_e_step, reference_m_step
 from harness.sweep.em import em_iteration, fit
@@ -35,6 +35,8 @@ from strategies.joblib_processes import JoblibProcessesStrategy
 from strategies.multiprocessing_pool import (
     MultiprocessingStrategy,
 )
+from strategies.pool import control
+from strategies.pool import shared as shm
 from tests.conftest import make_blobs
 
 pytestmark = pytest.mark.timeout(60)
@@ -42,7 +44,6 @@ pytestmark = pytest.mark.timeout(60)
 ROOT = Path(__file__).resolve().parents[1]
 SHM = Path("/dev/shm")
 PROCESS_NAMES = ("multiprocessing", "multiprocessing-components", "joblib-processes")
-KERNELS_BUILT = pc.load_kernels()[0] is not None
 
 
 # ---- helpers ------------------------------------------------------------------------
@@ -76,14 +77,14 @@ def _children() -> set[int]:
 def _our_shm_entries(pid: int | None = None) -> set[str]:
     """Entries in /dev/shm that a strategy in process ``pid`` created."""
     pid = os.getpid() if pid is None else pid
-    prefixes = (f"{pc.SEGMENT_PREFIX}{pid}_", f"{pc.SEGMENT_PREFIX}joblib_{pid}_")
+    prefixes = (f"{shm.SEGMENT_PREFIX}{pid}_", f"{shm.SEGMENT_PREFIX}joblib_{pid}_")
     return {entry.name for entry in SHM.iterdir() if entry.name.startswith(prefixes)}
 
 
 def _gone(pids: list[int], timeout: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not any(pc.alive(psutil.Process(pid)) for pid in pids if psutil.pid_exists(pid)):
+        if not any(control.alive(psutil.Process(pid)) for pid in pids if psutil.pid_exists(pid)):
             return True
         time.sleep(0.05)
     return False
@@ -96,7 +97,7 @@ def _assert_clean(before_children: set[int], worker_pids: list[int]) -> None:
     deadline = time.monotonic() + 10
     while True:
         extra = _children() - before_children - _helper_pids()
-        extra = {pid for pid in extra if pc.alive(psutil.Process(pid))} if extra else extra
+        extra = {pid for pid in extra if control.alive(psutil.Process(pid))} if extra else extra
         if not extra or time.monotonic() > deadline:
             break
         time.sleep(0.05)
@@ -126,7 +127,7 @@ def test_registered_available_and_declared_as_processes(name: str) -> None:
     assert info.cls.has_fused_iteration == (name != "multiprocessing-components")
 
 
-@pytest.mark.parametrize("start_method", pc.START_METHODS)
+@pytest.mark.parametrize("start_method", control.START_METHODS)
 @pytest.mark.parametrize("name", ["multiprocessing", "multiprocessing-components"])
 def test_every_start_method_matches_reference(name: str, start_method: str, data) -> None:
     X, init = data
@@ -146,45 +147,6 @@ def test_every_start_method_matches_reference(name: str, start_method: str, data
     assert info["start_method"] == start_method
     assert info["workers_started"] == 2
     assert info["log_resp_copies"] == 0  # the E-step's own buffer was read in place
-
-
-@pytest.mark.parametrize("cls", [MultiprocessingStrategy, JoblibProcessesStrategy])
-def test_numpy_path_matches_reference(cls) -> None:
-    """The fallback the workers run when the kernels are not built (blocks of rows)."""
-    X = make_blobs(n=40_000, d=3, k=4, seed=8)  # several BLOCK_ROWS blocks per chunk
-    derived = derive(initial_params(X, 4, seed=2))
-    expected_log_resp, expected_loglik = reference_e_step(X, derived)
-    expected = reference_m_step(X, expected_log_resp)
-    with cls(workers=2, use_kernels=False) as strategy:
-        strategy.prepare(X)
-        log_resp, loglik = strategy.e_step(derived)
-        separate = strategy.m_step(log_resp)
-        fused, fused_loglik = strategy.fused_iteration(derived)
-        assert strategy.runtime_info()["kernel"] == "numpy"
-    np.testing.assert_allclose(np.exp(log_resp), np.exp(expected_log_resp), atol=1e-12)
-    for stats, value in ((separate, loglik), (fused, fused_loglik)):
-        assert value == pytest.approx(expected_loglik, rel=1e-12)
-        np.testing.assert_allclose(stats.mass, expected.mass, rtol=1e-10)
-        np.testing.assert_allclose(stats.means, expected.means, rtol=1e-9, atol=1e-12)
-        np.testing.assert_allclose(stats.scatter, expected.scatter, rtol=1e-9)
-
-
-@pytest.mark.skipif(not KERNELS_BUILT, reason="compiled kernels are not built")
-@pytest.mark.parametrize("cls", [MultiprocessingStrategy, JoblibProcessesStrategy])
-def test_kernel_and_numpy_paths_agree(cls, data) -> None:
-    X, init = data
-    derived = derive(init)
-    results = {}
-    for use_kernels in (False, True):
-        with cls(workers=2, use_kernels=use_kernels) as strategy:
-            strategy.prepare(X)
-            stats, loglik = strategy.fused_iteration(derived)
-            results[use_kernels] = (stats, loglik, strategy.runtime_info()["kernel"])
-    assert results[False][2] == "numpy"
-    assert results[True][2] == "cython"
-    assert results[True][1] == pytest.approx(results[False][1], rel=1e-12)
-    np.testing.assert_allclose(results[True][0].means, results[False][0].means, rtol=1e-10)
-    np.testing.assert_allclose(results[True][0].scatter, results[False][0].scatter, rtol=1e-9)
 
 
 @pytest.mark.parametrize("cls", [MultiprocessingStrategy, JoblibProcessesStrategy])
@@ -218,7 +180,7 @@ def test_workers_single_threaded_and_traffic_independent_of_n(name: str) -> None
         assert len(set(info["worker_pids"])) == 2
         assert info["worker_blas_threads"] == 1
         assert info["worker_openmp_threads"] == 1
-        assert info["kernel"] in ("cython", "numpy")
+        assert info["kernel"] == "cython"
         assert info["start_method"]
         assert info["prepare_pool_seconds"] > 0 and info["prepare_data_seconds"] > 0
         assert info["iterations_measured"] == 3
@@ -230,13 +192,13 @@ def test_workers_single_threaded_and_traffic_independent_of_n(name: str) -> None
 
 
 def test_start_method_from_argument_environment_and_default(monkeypatch) -> None:
-    monkeypatch.delenv(pc.START_METHOD_ENV, raising=False)
-    assert MultiprocessingStrategy(2).start_method == pc.DEFAULT_START_METHOD
-    monkeypatch.setenv(pc.START_METHOD_ENV, "spawn")
+    monkeypatch.delenv(control.START_METHOD_ENV, raising=False)
+    assert MultiprocessingStrategy(2).start_method == control.DEFAULT_START_METHOD
+    monkeypatch.setenv(control.START_METHOD_ENV, "spawn")
     assert MultiprocessingStrategy(2).start_method == "spawn"
     assert MultiprocessingStrategy(2, start_method="fork").start_method == "fork"
     assert MultiprocessingStrategy(2).runtime_info()["start_method"] == "spawn"
-    monkeypatch.setenv(pc.START_METHOD_ENV, "threads")
+    monkeypatch.setenv(control.START_METHOD_ENV, "threads")
     with pytest.raises(InvalidParameterError, match="GMM_HARNESS_START_METHOD"):
         MultiprocessingStrategy(2)
     with pytest.raises(InvalidParameterError, match="start_method"):
@@ -249,11 +211,8 @@ def test_bad_arguments_give_one_clear_error(data) -> None:
         MultiprocessingStrategy(2, tasks_per_worker=0)
     with pytest.raises(InvalidParameterError, match="max_nbytes"):
         JoblibProcessesStrategy(2, max_nbytes=-1)
-    with pytest.raises(InvalidParameterError, match="NumPy only"):
-        strategies.get_strategy("multiprocessing-components")(2, use_kernels=True)
-    if not KERNELS_BUILT:
-        with pytest.raises(InvalidParameterError, match="use_kernels"):
-            MultiprocessingStrategy(2, use_kernels=True)
+    with pytest.raises(InvalidParameterError, match="task_timeout"):
+        MultiprocessingStrategy(2, task_timeout=0)
     with MultiprocessingStrategy(2) as strategy:
         with pytest.raises(InvalidParameterError, match="prepare"):
             strategy.fused_iteration(derive(init))
@@ -330,15 +289,15 @@ def test_killed_worker_fails_fast_with_worker_error(name: str, start_method, dat
 
 @pytest.mark.timeout(45)
 def test_exception_in_worker_gives_worker_error_and_cleans_up(data, monkeypatch) -> None:
-    """A worker raising (here: a fault injected into the NumPy path, inherited by fork)."""
+    """A worker raising (here: a fault injected into its task, inherited by fork)."""
     X, init = data
 
     def broken(*args: object) -> None:
         raise ValueError("injected fault")
 
-    monkeypatch.setattr(pc, "_accumulate_shifted", broken)
+    monkeypatch.setattr(worker_tasks, "fused_statistics", broken)
     before = _children()
-    with MultiprocessingStrategy(2, start_method="fork", use_kernels=False) as strategy:
+    with MultiprocessingStrategy(2, start_method="fork") as strategy:
         strategy.prepare(X)
         pids = strategy.runtime_info()["worker_pids"]
         with pytest.raises(WorkerError, match="ValueError: injected fault"):
@@ -498,7 +457,7 @@ def _touch_in_child(name: str, nbytes: int, ready, done) -> None:
 def test_tree_pss_counts_a_child_and_shared_pages_once() -> None:
     nbytes = 128 * 1024**2
     context = multiprocessing.get_context("fork")
-    shared = pc.SharedArray((nbytes,), np.uint8)
+    shared = shm.SharedArray((nbytes,), np.uint8)
     try:
         shared.lease().array()[:] = 1  # parent maps and dirties every page
         alone = process_tree_pss()
