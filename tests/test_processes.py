@@ -10,6 +10,7 @@ Also the PSS sampler of :mod:`harness.sweep.memory`.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import multiprocessing
@@ -274,10 +275,13 @@ def test_killed_worker_fails_fast_with_worker_error(name: str, start_method, dat
         pids = strategy.runtime_info()["worker_pids"]
         os.kill(pids[0], signal.SIGKILL)
         start = time.monotonic()
-        with pytest.raises(WorkerError, match=r"died|failed|terminated"):
+        with pytest.raises(WorkerError, match=r"died|failed|terminated") as raised:
             for _ in range(50):  # the pool notices within milliseconds; never hangs
                 strategy.e_step(derive(init))
         assert time.monotonic() - start < 10
+        if name != "joblib-processes":  # the killed worker, not those the pool stopped
+            assert f"[{pids[0]}]" in str(raised.value), str(raised.value)
+            assert str(pids[1]) not in str(raised.value), str(raised.value)
         with pytest.raises(WorkerError, match="prepare"):
             strategy.e_step(derive(init))
     finally:
@@ -333,6 +337,64 @@ def test_close_leaves_no_process_and_no_shared_memory(name: str, data) -> None:
     strategy.close()
     strategy.close()  # twice is fine
     _assert_clean(before, info["worker_pids"])
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("name", ["multiprocessing", "joblib-processes"])
+def test_stopped_worker_fails_past_the_derived_deadline(name: str, data, monkeypatch) -> None:
+    """A worker that stops without dying (SIGSTOP) no longer blocks the fit for ever:
+    past the deadline derived from earlier calls it is killed and named.
+
+    Every worker is stopped (one, for ``multiprocessing``): an idle stopped worker
+    blocks nothing, the others take its tasks. joblib runs ``n_jobs=1`` in-process,
+    so it gets two workers, both stopped.
+    """
+    X, init = data
+    monkeypatch.setattr(control, "TASK_TIMEOUT_FLOOR", 1.0)
+    before = _children()
+    strategy = _create(name, workers=1 if name == "multiprocessing" else 2)
+    try:
+        fit(strategy, X, init, max_iter=2)  # measured calls: the deadline is the floor
+        info = strategy.runtime_info()
+        limit = info["task_timeout_seconds"]
+        assert 1.0 <= limit < control.FIRST_CALL_TIMEOUT, limit
+        assert info["task_timeout_fixed"] is False
+        pids = info["worker_pids"]
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        start = time.monotonic()
+        with pytest.raises(WorkerError, match="deadline") as raised:
+            strategy.fused_iteration(derive(init))
+        elapsed = time.monotonic() - start
+        assert all(str(pid) in str(raised.value) for pid in pids), str(raised.value)
+        assert elapsed < limit + 10, (elapsed, limit)
+    finally:
+        for pid in strategy.runtime_info().get("worker_pids", []):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        strategy.close()
+    _assert_clean(before, pids)
+
+
+def test_task_timeout_from_argument_environment_or_derived(monkeypatch) -> None:
+    monkeypatch.delenv(control.TASK_TIMEOUT_ENV, raising=False)
+    assert MultiprocessingStrategy(2).task_timeout is None
+    assert MultiprocessingStrategy(2).runtime_info()["task_timeout_seconds"] == (
+        control.FIRST_CALL_TIMEOUT
+    )
+    monkeypatch.setenv(control.TASK_TIMEOUT_ENV, "7.5")
+    assert JoblibProcessesStrategy(2).task_timeout == 7.5
+    assert MultiprocessingStrategy(2, task_timeout=3).runtime_info()["task_timeout_seconds"] == 3
+    monkeypatch.setenv(control.TASK_TIMEOUT_ENV, "soon")
+    with pytest.raises(InvalidParameterError, match="GMM_HARNESS_TASK_TIMEOUT"):
+        MultiprocessingStrategy(2)
+    for bad in (0, -1, float("inf"), True, "x"):
+        with pytest.raises(InvalidParameterError, match="task_timeout"):
+            MultiprocessingStrategy(2, task_timeout=bad)
+    deadline = control.TaskDeadline(None)
+    for seconds in (0.001, 2.0, 0.002):
+        deadline.record(seconds)
+    assert deadline.limit() == max(control.TASK_TIMEOUT_FLOOR, control.TASK_TIMEOUT_FACTOR * 2.0)
 
 
 _CHILD_SCRIPT = textwrap.dedent(

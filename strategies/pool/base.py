@@ -43,6 +43,9 @@ from strategies.pool.chunks import chunk_bounds, kernel_unavailable_reason, pack
 #: Messages stay tiny either way (a few hundred bytes out, k(1 + d + d^2) floats back).
 TASKS_PER_WORKER = 2
 
+#: Phases whose durations the derived task deadline learns from.
+_STEPS = frozenset({"fused", "e_step", "m_step"})
+
 
 class PoolResources:
     """What a prepared pool owns; :meth:`release` frees it (close, GC or exit).
@@ -241,7 +244,8 @@ class ProcessPoolStrategy(Strategy):
         finally:
             if watchdog is not None:
                 watchdog.disarm()
-        self._deadline.record(time.monotonic() - start)
+        if phase in _STEPS:  # start-up includes starting processes: not a step's cost
+            self._deadline.record(time.monotonic() - start)
         resources.busy = False
         self._latch.check()
         return results
