@@ -128,6 +128,20 @@ def test_registered_available_and_declared_as_processes(name: str) -> None:
     assert info.cls.has_fused_iteration == (name != "multiprocessing-components")
 
 
+def test_unbuilt_kernels_make_the_data_parallel_strategies_unavailable(monkeypatch) -> None:
+    """No NumPy fallback: without the kernels the registry lists them with the reason;
+    the model-parallel one runs NumPy and stays available (and says so)."""
+    import kernels
+
+    monkeypatch.setattr(kernels, "unavailable_reason", lambda: "not built here")
+    assert MultiprocessingStrategy.unavailable_reason() == "not built here"
+    assert JoblibProcessesStrategy.unavailable_reason() == "not built here"
+    components = strategies.get_info("multiprocessing-components").cls
+    assert components.unavailable_reason() is None
+    assert components(2).runtime_info()["kernel"] == "numpy"
+    assert "NumPy" in components.description
+
+
 @pytest.mark.parametrize("start_method", control.START_METHODS)
 @pytest.mark.parametrize("name", ["multiprocessing", "multiprocessing-components"])
 def test_every_start_method_matches_reference(name: str, start_method: str, data) -> None:
