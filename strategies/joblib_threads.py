@@ -33,7 +33,7 @@ import threading
 import numpy as np
 
 from harness.model.gmm import DerivedParams, SufficientStats
-from strategies.cython_serial import CompiledStrategy
+from strategies.compiled import CompiledStrategy
 
 #: Tasks per call are max(MIN_TASKS, TASKS_PER_WORKER * workers): 16 tasks cost well
 #: under a millisecond of dispatch per call and keep 2-4 threads evenly busy.

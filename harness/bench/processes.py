@@ -11,8 +11,8 @@ Four measurements, in one run, each printed as a table:
    Target: ``peak_pss_ratio`` (``multiprocessing`` / ``einsum``).
 2. **Time**: per-iteration time across sizes of the process strategies against the
    *same per-chunk code* run over all of X in this process, single-threaded (the
-   compiled kernel when built, else the NumPy path; the ``kernel`` column says
-   which). Iterations are :func:`harness.sweep.em.em_iteration` calls, the driver's own,
+   compiled kernel, as in the workers). Iterations are
+   :func:`harness.sweep.em.em_iteration` calls, the driver's own,
    timed alternately (one of each in turn, repeated) so that a neighbour's load
    affects all columns alike. Targets: ``fused_time_ratio`` (pool / in-process at
    the memory measurement's n) and ``crossover_n``, the smallest n from which the pool
@@ -133,7 +133,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def _in_process_kernel(use_kernels: bool) -> object:
     """A strategy running the workers' per-chunk functions over all of X, here, 1 thread."""
-    import strategies._process_common as pc
+    import strategies.pool.chunks as pc
     from harness.model.gmm import DerivedParams, SufficientStats
     from strategies.base import Strategy
 
@@ -143,7 +143,7 @@ def _in_process_kernel(use_kernels: bool) -> object:
 
         def __init__(self) -> None:
             super().__init__(1)
-            self.kernel = pc.load_kernels()[0] if use_kernels else None
+            self.kernel = pc.load_kernels()
             self._shift: np.ndarray | None = None
 
         def fused_iteration(self, derived: DerivedParams) -> tuple[SufficientStats, float]:
@@ -230,14 +230,14 @@ def _child_prepare(spec: dict) -> dict:
 
 def _child_capacity(spec: dict) -> dict:
     """Median seconds of the per-chunk code over all of X, repeated for ``seconds``."""
-    import strategies._process_common as pc
+    import strategies.pool.chunks as pc
     from harness.model.gmm import derive, initial_params
     from harness.model.threads import limit_blas
     from harness.model.workloads import make_workload
 
     X = make_workload("schreiber", n=spec["n"], seed=0).X
     model = pc.unpack_model(pc.pack_model(derive(initial_params(X, 4, seed=0))))
-    kernel = pc.load_kernels()[0]
+    kernel = pc.load_kernels()
     with limit_blas(1):
         pc.fused_statistics(X, model, kernel)
         # Start together: every process waits for the same wall-clock instant.
@@ -329,14 +329,13 @@ def _time_pair(strategy: object, params: object, fused: bool, repeats: int) -> l
 
 def measure_time(sizes: tuple[int, ...], workers: int, repeats: int) -> list[dict]:
     """Per-iteration medians at each n: pool strategies vs the same code in-process."""
-    import strategies._process_common as pc
     from harness.model.gmm import initial_params
     from harness.model.threads import limit_blas
     from harness.model.workloads import make_workload
     from strategies.joblib_processes import JoblibProcessesStrategy
     from strategies.multiprocessing_pool import MultiprocessingStrategy
 
-    use_kernels = pc.load_kernels()[0] is not None
+    use_kernels = True  # the pool strategies need the compiled kernels
     rows = []
     for n in sizes:
         print(f"  time: n = {n:,} ...", flush=True)
@@ -367,7 +366,7 @@ def measure_time(sizes: tuple[int, ...], workers: int, repeats: int) -> list[dic
             {
                 "n": n,
                 "k": dataset.k,
-                "kernel": pc.kernel_path(serial.kernel),
+                "kernel": "cython",
                 "medians": medians,
                 "ratio_fused": medians["multiprocessing fused"] / medians["in-process fused"],
                 "ratio_joblib": medians["joblib-processes fused"] / medians["in-process fused"],
@@ -455,10 +454,10 @@ def measure_capacity(workers: int, seconds: float = 3.0, n: int = 1_000_000) -> 
 
 
 def measure_prepare(n: int, workers: int) -> list[dict]:
-    import strategies._process_common as pc
+    from strategies.pool.control import START_METHODS
 
     rows = []
-    for method in pc.START_METHODS:
+    for method in START_METHODS:
         print(f"  prepare: multiprocessing, {method} ...", flush=True)
         spec = {
             "strategy": "multiprocessing",
