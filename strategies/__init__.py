@@ -35,6 +35,9 @@ _ENTRIES: tuple[tuple[str, str], ...] = (
         "strategies.multiprocessing_pool:MultiprocessingComponentsStrategy",
     ),
     ("joblib-processes", "strategies.joblib_processes:JoblibProcessesStrategy"),
+    # kind "library": a peer library's whole fit, timed by differencing (strategies/library.py)
+    ("sklearn-fit", "strategies.library_sklearn:SklearnFitStrategy"),
+    ("onedal", "strategies.library_onedal:OneDALStrategy"),
 )
 
 

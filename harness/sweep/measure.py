@@ -37,6 +37,10 @@ and BLAS thread variables already set to the worker count
    ``iteration`` :func:`harness.sweep.em.em_iteration` from ``init`` (the fused one-pass
    iteration where the strategy has one), as the driver runs it;
 
+   A whole-fit (``library``) strategy is checked and timed by differencing fits of
+   different lengths instead (:mod:`harness.sweep.library_timing`), in the phases
+   :data:`harness.sweep.results.LIBRARY_PHASES` (``prepare``, ``iteration``, ``fixed``);
+
 5. writes the pyperf suite to ``--pyperf-out`` and a JSON summary to ``--result``
    (both atomically); the exit status is 0 whenever the result file says what
    happened, including a strategy that raised.
@@ -91,7 +95,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.model.errors import HarnessError, InvalidParameterError, StrategyUnavailableError
-from harness.sweep.results import PHASES, config_id
+from harness.sweep.results import config_id, phases_for
 
 #: EM iterations from the common start behind ``final_loglik`` (the correctness
 #: cross-check). Three iterations exercise two M-steps and three E-steps, enough for
@@ -363,6 +367,8 @@ def _install_fault(strategy: Any) -> None:
     # Instance attributes shadow the class's methods for this object only.
     strategy.e_step = fault
     strategy.fused_iteration = fault
+    if strategy.whole_fit:
+        strategy.fit = fault
 
 
 # ---- the measured objects ------------------------------------------------------------
@@ -424,6 +430,12 @@ class Measurement:
         else:
             self._blas_limit = threadpool_limits(limits=strategy.blas_threads(), user_api="blas")
         self.strategy = strategy
+        if strategy.whole_fit:  # a library's whole fit: timed by differencing
+            from harness.sweep.library_timing import LibraryTimer
+
+            self.library = LibraryTimer(strategy, self.init, self._timed, self.spec.min_time)
+            self._ready = True
+            return
         self.fused = bool(strategy.has_fused_iteration)
         self.derived = derive(self.init)
         self.log_resp, _ = strategy.e_step(self.derived)
@@ -463,6 +475,8 @@ class Measurement:
                     strategy.close()  # release the previous pools untimed
                     total += self._timed(lambda: strategy.prepare(self.dataset.X))
                 return total
+            if strategy.whole_fit:
+                return self.library.time(phase, loops)
             if phase == "e_step":
                 call = lambda: strategy.e_step(self.derived)  # noqa: E731
             elif phase == "m_step":
@@ -563,6 +577,10 @@ def run_check(measurement: Measurement) -> tuple[Any, dict[str, Any]]:
     from harness.sweep.em import em_iteration
 
     measurement.load()
+    if measurement.info.cls.whole_fit:
+        from harness.sweep.library_timing import run_library_check
+
+        return run_library_check(measurement, sys.modules[__name__])
     spec = measurement.spec
     allowance = max_iteration_seconds(spec) if spec.probe else math.inf
     strategy = measurement.new_strategy()
@@ -712,8 +730,10 @@ def _calibrated_loops(runner: Any, name: str, time_func: Callable[[int], float])
 def time_phases(runner: Any, measurement: Measurement, *, in_process: bool) -> list[Any]:
     """One pyperf benchmark per phase (None entries skipped in pyperf worker processes)."""
     spec = measurement.spec
+    measurement.load()
+    whole_fit = measurement.info.cls.whole_fit
     benchmarks = []
-    for phase in PHASES:
+    for phase in phases_for(measurement.info.kind):
         name = benchmark_name(spec.config_id, phase)
         time_func = measurement.time_func(phase)
         metadata = {
@@ -721,7 +741,9 @@ def time_phases(runner: Any, measurement: Measurement, *, in_process: bool) -> l
             f"{spec.workers} worker(s)"
         }
         if in_process:
-            runner.args.loops = _calibrated_loops(runner, name, time_func)
+            # A library's timed call is a pair of whole fits, whatever the loop count.
+            differenced = whole_fit and phase != "prepare"
+            runner.args.loops = 1 if differenced else _calibrated_loops(runner, name, time_func)
         bench = runner.bench_time_func(name, time_func, metadata=metadata)
         if bench is not None:
             benchmarks.append(bench)

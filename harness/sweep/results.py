@@ -47,6 +47,18 @@ CHARTS_DIR = "charts"
 REPORT_FILE = "report.md"
 
 PHASES = ("prepare", "e_step", "m_step", "iteration")
+#: Phases of a whole-fit (``library``) strategy, timed by differencing fits of different
+#: lengths (:mod:`harness.sweep.library_timing`): ``iteration`` is the differenced
+#: per-iteration time, ``fixed`` the rest of a fit (set-up, the library's own
+#: initialisation, a final E-step). A library has no E-step or M-step to time apart.
+LIBRARY_PHASES = ("prepare", "iteration", "fixed")
+
+
+def phases_for(kind: str | None) -> tuple[str, ...]:
+    """The phases a configuration of this strategy kind is timed in."""
+    return LIBRARY_PHASES if kind == "library" else PHASES
+
+
 STATUSES = ("ok", "skipped", "failed")
 
 #: Identity of a configuration.
@@ -59,9 +71,9 @@ COLUMNS = (
     "d",  # int: features
     "k",  # int: components
     "strategy",  # str: registry name
-    "kind",  # str: serial / threads / processes / openmp / distributed
+    "kind",  # str: serial / threads / processes / openmp / distributed / library
     "workers",  # int: requested worker count
-    "phase",  # str: one of PHASES
+    "phase",  # str: one of PHASES (LIBRARY_PHASES for kind library)
     "seconds",  # float: one measured value (wall time of one call); NaN when not ok
     "value_index",  # int: 0.. within (configuration, phase)
     "status",  # str: ok / skipped / failed

@@ -123,7 +123,6 @@ from harness.sweep.results import (
     COLUMNS,
     META_FILE,
     PARQUET_FILE,
-    PHASES,
     PYPERF_DIR,
     PYPERF_SUITE,
     SCHEMA_VERSION,
@@ -131,6 +130,7 @@ from harness.sweep.results import (
     config_id,
     load_meta,
     load_table,
+    phases_for,
 )
 
 HELP = (
@@ -1162,11 +1162,14 @@ class SweepRunner:
         )
         summary_note = _thread_note(configuration, result.get("env_blas_threads"))
         fused = " (fused)" if result.get("used_fused") else ""
+        others = ", ".join(
+            f"{phase} {_format_seconds(medians[phase])}"
+            for phase in ("e_step", "m_step", "fixed", "prepare")
+            if phase in medians
+        )
         return rows, (
             f"{label}: iteration {_format_seconds(medians['iteration'])}{fused} "
-            f"median, e_step {_format_seconds(medians['e_step'])}, m_step "
-            f"{_format_seconds(medians['m_step'])}, prepare "
-            f"{_format_seconds(medians['prepare'])}{summary_note}"
+            f"median, {others}{summary_note}"
         )
 
     def _timeout(self, estimate: float | None) -> float:
@@ -1244,7 +1247,7 @@ class SweepRunner:
         target = self.run_dir / PYPERF_DIR / f"{configuration.config_id}.json"
         suite = pyperf.BenchmarkSuite.load(str(pyperf_file))
         rows, medians = [], {}
-        for phase in PHASES:
+        for phase in phases_for(result.get("kind")):
             bench = suite.get_benchmark(benchmark_name(configuration.config_id, phase))
             values = bench.get_values()
             medians[phase] = _median(values)
