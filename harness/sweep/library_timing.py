@@ -23,8 +23,8 @@ apply: a pair of whole fits lasts far longer than the timer resolution that loop
 exist to overcome, so each call runs one pair and returns the estimate times ``loops``
 (pyperf divides by it again). A pair whose difference is not positive (noise larger
 than the ``m`` iterations) is measured again, at most :data:`PAIR_ATTEMPTS` times; a
-fixed cost within the noise is recorded as :data:`FIXED_FLOOR_SECONDS`, since pyperf
-keeps positive values only.
+fixed cost within the noise (an estimate below :data:`FIXED_FLOOR_SECONDS`) is
+recorded as that floor, since pyperf keeps positive values only.
 
 The check (:func:`run_library_check`) runs a fit of ``s`` and of ``check_iterations``
 iterations, the latter compared with the reference under the library's own
@@ -188,7 +188,7 @@ def extra_iterations(per_iteration: float, min_time: float) -> int:
     """Extra iterations of the long fit so that they last ``min_time``, within the bounds."""
     if not (math.isfinite(per_iteration) and per_iteration > 0):
         return MIN_EXTRA_ITERATIONS
-    wanted = math.ceil(min_time / per_iteration)
+    wanted = math.ceil(min_time / per_iteration * (1 - 1e-9))  # 5.0000000001 is 5
     return int(min(max(wanted, MIN_EXTRA_ITERATIONS), MAX_EXTRA_ITERATIONS))
 
 
@@ -244,7 +244,7 @@ class LibraryTimer:
         if phase == "iteration":
             value = pair.per_iteration
         elif phase == "fixed":
-            value = pair.fixed if pair.fixed > 0 else FIXED_FLOOR_SECONDS
+            value = max(pair.fixed, FIXED_FLOOR_SECONDS)
         else:
             raise InvalidParameterError(f"library strategies have no phase {phase!r}")
         return value * loops
