@@ -33,7 +33,7 @@ from harness.sweep.library_timing import (
     difference,
     extra_iterations,
 )
-from harness.sweep.results import LIBRARY_PHASES, load_table
+from harness.sweep.results import LIBRARY_PHASES
 from strategies.library import (
     PEERS_INSTALL,
     LibraryFit,
@@ -284,4 +284,14 @@ def test_library_in_a_tiny_sweep(tmp_path: Path) -> None:
     # the same start, the same EM: the library agrees with the step strategy
     einsum = table[table["strategy"] == "einsum"]["final_loglik"].iloc[0]
     assert library["final_loglik"].iloc[0] == pytest.approx(einsum, abs=1e-8)
-    assert load_table(out) is not None
+    plotted = subprocess.run(
+        [sys.executable, "-m", "harness", "plot", str(out), "--fit-points", "500"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert plotted.returncode == 0, plotted.stdout + plotted.stderr
+    report = (out / "report.md").read_text()
+    section = report.split("## Against the libraries", 1)[1].split("\n## ", 1)[0]
+    assert "`einsum` w1" in section and "`sklearn-fit` w1" in section

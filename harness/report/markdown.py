@@ -39,6 +39,7 @@ from harness.report.analysis import (
     group_not_measured,
     phase_breakdown,
 )
+from harness.sweep.library_timing import FIXED_FLOOR_SECONDS
 from harness.sweep.results import (
     CHARTS_DIR,
     REPORT_FILE,
@@ -700,6 +701,78 @@ def _phase_section(analysis: Analysis, workload: str) -> str:
     )
 
 
+def _fixed_cost(seconds: float) -> str:
+    """A library's fixed cost; at the floor a differenced estimate is recorded at, noise."""
+    if seconds <= 2 * FIXED_FLOOR_SECONDS:
+        return "within the noise"
+    return fmt_ms(seconds)
+
+
+def _peers_section(analysis: Analysis) -> str:
+    """The project's fastest strategy against the fastest library (kind ``library``).
+
+    At each (workload, n, workers) as a budget: each side's best median iteration on at
+    most that many workers. A library's iteration is differenced from whole fits; its
+    fixed cost (set-up, own initialisation, final E-step) is shown apart. Overlapping
+    interquartile ranges are a tie, never a lead.
+    """
+    summary = analysis.summary
+    iteration = summary[summary["phase"] == "iteration"]
+    if iteration.empty or not (iteration["kind"] == "library").any():
+        return ""
+    fixed = summary[summary["phase"] == "fixed"].set_index(
+        ["workload", "n", "strategy", "workers"]
+    )["median"]
+    rows = []
+    for (workload, n), group in iteration.groupby(["workload", "n"], sort=True):
+        for budget in sorted(group["workers"].unique()):
+            within = group[group["workers"] <= budget]
+            ours = within[within["kind"] != "library"]
+            peers = within[within["kind"] == "library"]
+            if ours.empty or peers.empty:
+                continue
+            a = ours.loc[ours["median"].idxmin()]
+            b = peers.loc[peers["median"].idxmin()]
+            tie = a["q3"] >= b["q1"] and b["q3"] >= a["q1"]
+            lead = "tie (inside the noise)" if tie else fmt_times(b["median"] / a["median"])
+            key = (workload, n, b["strategy"], b["workers"])
+            rows.append(
+                [
+                    f"`{workload}`",
+                    fmt_n(n),
+                    str(budget),
+                    f"`{a['strategy']}` w{a['workers']} {fmt_ms(a['median'])}",
+                    f"`{b['strategy']}` w{b['workers']} {fmt_ms(b['median'])}",
+                    _fixed_cost(fixed.get(key, math.nan)),
+                    lead,
+                ]
+            )
+    if not rows:
+        return ""
+    headers = [
+        "workload",
+        "n",
+        "workers",
+        "fastest of this project",
+        "fastest library",
+        "library fixed cost",
+        "library / project",
+    ]
+    return "\n".join(
+        [
+            "## Against the libraries",
+            "",
+            "The fastest strategy of this project against the fastest peer library (kind "
+            "`library`: the library's own whole EM fit from the same start, per-iteration "
+            "time differenced from fits of different lengths, fixed cost apart), median "
+            "time per iteration with at most that many workers.",
+            "",
+            _md_table(headers, rows, "lrrllrr"),
+            "",
+        ]
+    )
+
+
 def _not_measured_section(analysis: Analysis) -> str:
     missing = analysis.not_measured
     lines = ["## Not measured", ""]
@@ -819,5 +892,5 @@ def render_report(
             parts += ["### Fitted model", "", _image(result, stem, f"Fitted model, {workload}"), ""]
             if stem in result.captions:
                 parts += [result.captions[stem], ""]
-    parts += [_not_measured_section(analysis), _METHOD]
+    parts += [_peers_section(analysis), _not_measured_section(analysis), _METHOD]
     return "\n".join(parts)
