@@ -295,3 +295,28 @@ def test_library_in_a_tiny_sweep(tmp_path: Path) -> None:
     report = (out / "report.md").read_text()
     section = report.split("## Against the libraries", 1)[1].split("\n## ", 1)[0]
     assert "`einsum` w1" in section and "`sklearn-fit` w1" in section
+
+
+def test_bench_compiled_prints_peers_ratio_and_floors(tmp_path: Path) -> None:
+    """bench-compiled at a tiny size: library columns, the ratio, both floors (no timings)."""
+    figures = tmp_path / "figures.json"
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "harness", "bench-compiled", "--n", "400"),
+            *("--workloads", "quinn,highdim", "--rounds", "1", "--warmup", "0"),
+            *("--strategies", "openmp", "--peers", "sklearn-fit", "--json", str(figures)),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode in (0, 1), done.stdout + done.stderr  # 1: a target failed
+    out = done.stdout
+    assert "sklearn-fit (fit)" in out and "fixed cost" in out
+    assert "% of the floor" in out and "exp floor" in out and "FLOP floor" in out
+    assert "sklearn-fit: agrees with the reference" in out
+    data = json.loads(figures.read_text())
+    assert data["dgemm_flops_one_thread"] > 0
+    peer = [c for c in data["workloads"]["quinn"]["configs"] if c["strategy"] == "sklearn-fit"]
+    assert peer and peer[0]["fixed_ms"] is not None
