@@ -24,6 +24,10 @@ is :func:`config_id`. Phases are :data:`PHASES`:
 * ``e_step`` and ``m_step``: each step on its own;
 * ``iteration``: one full EM iteration as the driver runs it (the fused one-pass
   iteration where the strategy has one, otherwise E-step + M-step + update).
+
+A ``library`` strategy (a peer library's whole fit) has :data:`LIBRARY_PHASES` instead:
+``prepare``, ``iteration`` (differenced from fits of different lengths) and ``fixed``
+(the rest of a fit); see :mod:`harness.sweep.library_timing`.
 """
 
 from __future__ import annotations
