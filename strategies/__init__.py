@@ -37,6 +37,9 @@ _ENTRIES: tuple[tuple[str, str], ...] = (
     ("joblib-processes", "strategies.joblib_processes:JoblibProcessesStrategy"),
     ("numba", "strategies.numba_chunks:NumbaStrategy"),
     ("dask", "strategies.dask_cluster:DaskStrategy"),
+    # kind "library": a peer library's whole fit, timed by differencing (strategies/library.py)
+    ("sklearn-fit", "strategies.library_sklearn:SklearnFitStrategy"),
+    ("onedal", "strategies.library_onedal:OneDALStrategy"),
 )
 
 

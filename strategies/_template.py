@@ -27,6 +27,7 @@ from strategies.base import Strategy
 class TemplateStrategy(Strategy):
     name = "template"  # short, lowercase, unique; the registry key
     kind = "serial"  # serial / threads / processes / openmp / distributed
+    # (a library's whole fit, kind "library": subclass strategies.library.LibraryStrategy)
     releases_gil = False  # do the hot loops run without the GIL?
     needs_compiled = False  # does it need the Cython kernels in kernels/?
     has_fused_iteration = False  # does it implement fused_iteration()?

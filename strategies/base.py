@@ -30,8 +30,10 @@ from harness.model.errors import InvalidParameterError
 from harness.model.gmm import DerivedParams, SufficientStats
 from harness.model.validation import check_data, check_workers
 
-Kind = Literal["serial", "threads", "processes", "openmp", "distributed"]
-KINDS: tuple[str, ...] = ("serial", "threads", "processes", "openmp", "distributed")
+Kind = Literal["serial", "threads", "processes", "openmp", "distributed", "library"]
+#: ``library``: a peer library's own whole EM fit (:mod:`strategies.library`), not an
+#: E/M split; the harness times it per iteration by differencing fits of different lengths.
+KINDS: tuple[str, ...] = ("serial", "threads", "processes", "openmp", "distributed", "library")
 
 
 class Strategy(abc.ABC):
@@ -46,7 +48,7 @@ class Strategy(abc.ABC):
     -------------------------------
     name : str
         Registry name, short and lowercase.
-    kind : {"serial", "threads", "processes", "openmp", "distributed"}
+    kind : {"serial", "threads", "processes", "openmp", "distributed", "library"}
     releases_gil : bool
         The hot loops run without the GIL.
     needs_compiled : bool
@@ -56,6 +58,9 @@ class Strategy(abc.ABC):
     parallel : bool
         Uses more than one core when ``workers > 1``. Serial strategies ignore
         ``workers`` except for BLAS threads (see :meth:`blas_threads`).
+    whole_fit : bool
+        Runs a whole fit only (:class:`strategies.library.LibraryStrategy`): no
+        E-step or M-step of its own, so the driver times it by differencing.
     description : str
         One line for ``python -m harness strategies``.
     kernel : str
@@ -69,6 +74,7 @@ class Strategy(abc.ABC):
     needs_compiled: ClassVar[bool] = False
     has_fused_iteration: ClassVar[bool] = False
     parallel: ClassVar[bool] = False
+    whole_fit: ClassVar[bool] = False
     description: ClassVar[str] = ""
     kernel: ClassVar[str] = "numpy"
 

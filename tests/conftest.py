@@ -15,12 +15,20 @@ import strategies
 from harness.model.gmm import GMMParams, initial_params
 from harness.sweep.results import COLUMNS, META_FILE, SCHEMA_VERSION, TABLE_FILE
 
+#: Why whole-fit strategies skip the tests of single steps.
+WHOLE_FIT_REASON = (
+    "whole-fit library strategy: no E/M split to test step by step "
+    "(its whole fit is tested against the reference in test_library.py and below)"
+)
 
-def registry_params(parallel_workers: bool = False) -> list:
+
+def registry_params(parallel_workers: bool = False, *, steps: bool = False) -> list:
     """One pytest param per registered strategy (and per worker count for parallel ones).
 
     Unavailable strategies are kept as params and skipped with the registry's reason, so
-    the test report says why they did not run instead of silently dropping them.
+    the test report says why they did not run instead of silently dropping them. With
+    ``steps`` (a test that calls ``e_step``/``m_step``), whole-fit library strategies
+    are skipped with :data:`WHOLE_FIT_REASON`.
     """
     params = []
     for name, info in strategies.registry().items():
@@ -28,6 +36,8 @@ def registry_params(parallel_workers: bool = False) -> list:
             [1, 2] if (parallel_workers and info.cls is not None and info.cls.parallel) else [1]
         )
         marks = [] if info.available else [pytest.mark.skip(reason=f"{name}: {info.reason}")]
+        if steps and info.cls is not None and info.cls.whole_fit:
+            marks.append(pytest.mark.skip(reason=f"{name}: {WHOLE_FIT_REASON}"))
         for workers in worker_counts:
             ident = name if len(worker_counts) == 1 else f"{name}-w{workers}"
             params.append(pytest.param((name, workers), id=ident, marks=marks))

@@ -114,6 +114,42 @@ def test_derive_rejects_non_positive_definite_covariance() -> None:
         derive(params)
 
 
+def test_derive_names_the_component_that_is_not_positive_definite() -> None:
+    from harness.model.errors import NumericalError
+
+    covariances = np.array([np.eye(2), [[1.0, 2.0], [2.0, 1.0]], np.eye(2)])
+    params = GMMParams(np.full(3, 1 / 3), np.zeros((3, 2)), covariances)
+    with pytest.raises(NumericalError, match="component 1 is not positive definite"):
+        derive(params)
+    covariances = covariances.copy()  # GMMParams froze the array it was given
+    covariances[1] = np.nan
+    with pytest.raises(NumericalError, match="component 1 is not finite"):
+        derive(GMMParams(np.full(3, 1 / 3), np.zeros((3, 2)), covariances))
+
+
+@pytest.mark.parametrize(("d", "k"), [(2, 50), (32, 8), (5, 3)])
+def test_batched_derive_matches_per_component_scipy(d: int, k: int) -> None:
+    """derive factorises the stacked covariances at once; SciPy one by one is the check."""
+    from scipy import linalg
+
+    rng = np.random.default_rng(d * k)
+    factors = rng.normal(size=(k, d, d))
+    covariances = np.einsum("kij,klj->kil", factors, factors) + 1e-6 * np.eye(d)
+    covariances[0] *= 1e4  # a badly scaled component too
+    derived = derive(GMMParams(np.full(k, 1 / k), rng.normal(size=(k, d)), covariances))
+    for j in range(k):
+        lower = linalg.cholesky(covariances[j], lower=True)
+        precision = linalg.solve_triangular(lower, np.eye(d), lower=True).T
+        np.testing.assert_allclose(derived.cov_cholesky[j], lower, rtol=1e-8, atol=0)
+        scale = np.abs(precision).max()
+        np.testing.assert_allclose(
+            derived.precision_cholesky[j], precision, rtol=1e-8, atol=1e-12 * scale
+        )
+        assert np.array_equal(np.tril(derived.precision_cholesky[j], -1), np.zeros((d, d)))
+        expected = np.log(np.diag(precision)).sum()
+        assert derived.log_det_precision_cholesky[j] == pytest.approx(expected, rel=1e-10)
+
+
 def test_params_from_stats_adds_reg_covar() -> None:
     stats = SufficientStats(np.array([10.0]), np.zeros((1, 2)), np.zeros((1, 2, 2)), 10)
     previous = GMMParams(np.array([1.0]), np.zeros((1, 2)), np.eye(2)[None])

@@ -51,7 +51,14 @@ _PALETTE = (
     "#7b4173",
 )
 #: Marker per strategy kind: the shape says how a strategy parallelises.
-KIND_MARKERS = {"serial": "o", "threads": "s", "processes": "^", "openmp": "D", "distributed": "v"}
+KIND_MARKERS = {
+    "serial": "o",
+    "threads": "s",
+    "processes": "^",
+    "openmp": "D",
+    "distributed": "v",
+    "library": "*",  # a peer library's whole fit (differenced)
+}
 #: rc settings for every chart: readable sizes, light grids, reproducible SVG ids.
 _RC = {
     "font.size": 9,

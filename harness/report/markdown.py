@@ -36,6 +36,7 @@ from harness.report.sections import (
     disturbed_section,
     md_table,
     not_measured_section,
+    peers_section,
     phase_section,
     scaling_section,
     summary_table,
@@ -591,5 +592,10 @@ def render_report(
             parts += ["### Fitted model", "", _image(result, stem, f"Fitted model, {workload}"), ""]
             if stem in result.captions:
                 parts += [result.captions[stem], ""]
-    parts += [disturbed_section(analysis), not_measured_section(analysis), _METHOD]
+    parts += [
+        peers_section(analysis),
+        disturbed_section(analysis),
+        not_measured_section(analysis),
+        _METHOD,
+    ]
     return "\n".join(parts)

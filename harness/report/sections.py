@@ -367,3 +367,82 @@ def not_measured_section(analysis: Analysis) -> str:
             "",
         ]
     return "\n".join(lines)
+
+
+def _fixed_cost(seconds: float) -> str:
+    """A library's fixed cost; at the floor a differenced estimate is recorded at, noise."""
+    from harness.sweep.library_timing import FIXED_FLOOR_SECONDS
+
+    if not math.isfinite(seconds):
+        return "—"
+    if seconds <= 2 * FIXED_FLOOR_SECONDS:
+        return "within the noise"
+    return fmt_ms(seconds)
+
+
+def peers_section(analysis: Analysis) -> str:
+    """The project's fastest strategy against the fastest library (kind ``library``).
+
+    At each (workload, n, workers) as a budget: each side's best median iteration on at
+    most that many workers (undisturbed configurations only). A library's iteration is
+    differenced from whole fits; its fixed cost (set-up, own initialisation, final
+    E-step) is shown apart. Where the two medians' intervals overlap it is a tie, never
+    a lead.
+    """
+    summary = analysis.summary
+    iteration = summary[summary["phase"] == "iteration"]
+    if "disturbed" in iteration.columns:
+        iteration = iteration[~iteration["disturbed"].astype(bool)]
+    if iteration.empty or not (iteration["kind"] == "library").any():
+        return ""
+    fixed = summary[summary["phase"] == "fixed"].set_index(
+        ["workload", "n", "strategy", "workers"]
+    )["median"]
+    rows = []
+    for (workload, n), group in iteration.groupby(["workload", "n"], sort=True):
+        for budget in sorted(group["workers"].unique()):
+            within = group[group["workers"] <= budget]
+            ours = within[within["kind"] != "library"]
+            peers = within[within["kind"] == "library"]
+            if ours.empty or peers.empty:
+                continue
+            a = ours.loc[ours["median"].idxmin()]
+            b = peers.loc[peers["median"].idxmin()]
+            tie = a["ci_high"] >= b["ci_low"] and b["ci_high"] >= a["ci_low"]
+            lead = "tie (inside the noise)" if tie else fmt_times(b["median"] / a["median"])
+            key = (workload, n, b["strategy"], b["workers"])
+            rows.append(
+                [
+                    f"`{workload}`",
+                    fmt_n(n),
+                    str(budget),
+                    f"`{a['strategy']}` w{a['workers']} {fmt_ms(a['median'])}",
+                    f"`{b['strategy']}` w{b['workers']} {fmt_ms(b['median'])}",
+                    _fixed_cost(float(fixed.get(key, math.nan))),
+                    lead,
+                ]
+            )
+    if not rows:
+        return ""
+    headers = [
+        "workload",
+        "n",
+        "workers",
+        "fastest of this project",
+        "fastest library",
+        "library fixed cost",
+        "library / project",
+    ]
+    return "\n".join(
+        [
+            "## Against the libraries",
+            "",
+            "The fastest strategy of this project against the fastest peer library (kind "
+            "`library`: the library's own whole EM fit from the same start, per-iteration "
+            "time differenced from fits of different lengths, fixed cost apart), median "
+            "time per iteration with at most that many workers.",
+            "",
+            md_table(headers, rows, "lrrllrr"),
+            "",
+        ]
+    )

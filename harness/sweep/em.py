@@ -2,10 +2,14 @@
 
 It uses strategies through the interface of :mod:`strategies.base` only, and times
 the iterations for the caller; it writes nothing and knows no results folder.
+
+Whole-fit (``library``) strategies have no steps to drive: :func:`fit` hands them to
+:func:`harness.sweep.library_timing.fit_result`, which times them by differencing.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,6 +43,12 @@ class FitResult:
         ``(iteration, components)`` each time components were floored.
     runtime_info : dict
         The strategy's own report of what ran.
+    whole_fit : bool
+        A library's whole fit: ``iteration_seconds`` are differenced (all equal),
+        ``loglik`` holds the final value only and ``fixed_seconds`` the rest of the cost.
+    fixed_seconds : float
+        Whole fits: the fixed cost (set-up, the library's initialisation, a final
+        E-step); NaN otherwise or when one iteration leaves nothing to difference.
     """
 
     strategy: str
@@ -52,6 +62,8 @@ class FitResult:
     used_fused: bool = False
     collapsed: list[tuple[int, tuple[int, ...]]] = field(default_factory=list)
     runtime_info: dict[str, object] = field(default_factory=dict)
+    whole_fit: bool = False
+    fixed_seconds: float = math.nan
 
     @property
     def iterations(self) -> int:
@@ -121,6 +133,20 @@ def fit(
         raise InvalidParameterError(f"max_iter must be >= 1; got {max_iter}")
     if tol is not None and not tol >= 0:
         raise InvalidParameterError(f"tol must be >= 0; got {tol}")
+    if strategy.whole_fit:
+        from harness.sweep.library_timing import fit_result
+
+        if use_fused:
+            raise InvalidParameterError(f"strategy {strategy.name!r} has no fused iteration")
+        return fit_result(
+            strategy,
+            X,
+            init,
+            max_iter=max_iter,
+            tol=tol,
+            reg_covar=reg_covar,
+            on_iteration=on_iteration,
+        )
     fused = strategy.has_fused_iteration if use_fused is None else bool(use_fused)
     if fused and not strategy.has_fused_iteration:
         raise InvalidParameterError(f"strategy {strategy.name!r} has no fused iteration")

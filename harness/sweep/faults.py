@@ -128,6 +128,8 @@ def install_fault(strategy: Any) -> None:
     # Instance attributes shadow the class's methods for this object only.
     strategy.e_step = fault
     strategy.fused_iteration = fault
+    if strategy.whole_fit:
+        strategy.fit = fault
 
 
 __all__ = [

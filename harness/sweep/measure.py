@@ -38,6 +38,10 @@ and BLAS thread variables already set to the worker count
    ``iteration`` :func:`harness.sweep.em.em_iteration` from ``init`` (the fused one-pass
    iteration where the strategy has one), as the driver runs it;
 
+   A whole-fit (``library``) strategy is checked and timed by differencing fits of
+   different lengths instead (:mod:`harness.sweep.library_timing`), in the phases
+   :data:`harness.sweep.results.LIBRARY_PHASES` (``prepare``, ``iteration``, ``fixed``);
+
 5. writes the pyperf suite to ``--pyperf-out`` and a JSON summary to ``--result``
    (both atomically); the exit status is 0 whenever the result file says what
    happened, including a strategy that raised.
@@ -85,7 +89,7 @@ from harness.model.errors import HarnessError, InvalidParameterError, StrategyUn
 from harness.sweep.faults import ENV_FAULT, ENV_SLOWDOWN, install_fault, slowdown_for
 from harness.sweep.formats import to_json, write_atomic, write_text_atomic
 from harness.sweep.processes import terminate_as_interrupt
-from harness.sweep.results import PHASES
+from harness.sweep.results import phases_for
 from harness.sweep.spec import (
     MeasureSpec,
     benchmark_name,
@@ -171,6 +175,12 @@ class Measurement:
         else:
             self._blas_limit = threadpool_limits(limits=strategy.blas_threads(), user_api="blas")
         self.strategy = strategy
+        if strategy.whole_fit:  # a library's whole fit: timed by differencing
+            from harness.sweep.library_timing import LibraryTimer
+
+            self.library = LibraryTimer(strategy, self.init, self._timed, self.spec.min_time)
+            self._ready = True
+            return
         self.fused = bool(strategy.has_fused_iteration)
         self.derived = derive(self.init)
         self.log_resp, _ = strategy.e_step(self.derived)
@@ -210,6 +220,8 @@ class Measurement:
                     strategy.close()  # release the previous pools untimed
                     total += self._timed(lambda: strategy.prepare(self.dataset.X))
                 return total
+            if strategy.whole_fit:
+                return self.library.time(phase, loops)
             if phase == "e_step":
                 call = lambda: strategy.e_step(self.derived)  # noqa: E731
             elif phase == "m_step":
@@ -293,6 +305,10 @@ def run_check(measurement: Measurement) -> tuple[Any, dict[str, Any]]:
     from harness.sweep.em import em_iteration
 
     measurement.load()
+    if measurement.info.cls.whole_fit:
+        from harness.sweep.library_timing import run_library_check
+
+        return run_library_check(measurement, sys.modules[__name__])
     spec = measurement.spec
     allowance = max_iteration_seconds(spec) if spec.probe else math.inf
     strategy = measurement.new_strategy()
@@ -432,8 +448,10 @@ def _calibrated_loops(runner: Any, name: str, time_func: Callable[[int], float])
 def time_phases(runner: Any, measurement: Measurement, *, in_process: bool) -> list[Any]:
     """One pyperf benchmark per phase (None entries skipped in pyperf worker processes)."""
     spec = measurement.spec
+    measurement.load()
+    whole_fit = measurement.info.cls.whole_fit
     benchmarks = []
-    for phase in PHASES:
+    for phase in phases_for(measurement.info.kind):
         name = benchmark_name(spec.config_id, phase)
         time_func = measurement.time_func(phase)
         metadata = {
@@ -441,7 +459,9 @@ def time_phases(runner: Any, measurement: Measurement, *, in_process: bool) -> l
             f"{spec.workers} worker(s)"
         }
         if in_process:
-            runner.args.loops = _calibrated_loops(runner, name, time_func)
+            # A library's timed call is a pair of whole fits, whatever the loop count.
+            differenced = whole_fit and phase != "prepare"
+            runner.args.loops = 1 if differenced else _calibrated_loops(runner, name, time_func)
         bench = runner.bench_time_func(name, time_func, metadata=metadata)
         if bench is not None:
             benchmarks.append(bench)

@@ -27,6 +27,10 @@ is :func:`config_id`. Phases are :data:`PHASES`:
 
 It defines the layout and reads it; the runner alone writes a run folder. It may not
 import pandas at module level: the measurement process imports it too.
+
+A ``library`` strategy (a peer library's whole fit) has :data:`LIBRARY_PHASES` instead:
+``prepare``, ``iteration`` (differenced from fits of different lengths) and ``fixed``
+(the rest of a fit); see :mod:`harness.sweep.library_timing`.
 """
 
 from __future__ import annotations
@@ -51,6 +55,18 @@ CHARTS_DIR = "charts"
 REPORT_FILE = "report.md"
 
 PHASES = ("prepare", "e_step", "m_step", "iteration")
+#: Phases of a whole-fit (``library``) strategy, timed by differencing fits of different
+#: lengths (:mod:`harness.sweep.library_timing`): ``iteration`` is the differenced
+#: per-iteration time, ``fixed`` the rest of a fit (set-up, the library's own
+#: initialisation, a final E-step). A library has no E-step or M-step to time apart.
+LIBRARY_PHASES = ("prepare", "iteration", "fixed")
+
+
+def phases_for(kind: str | None) -> tuple[str, ...]:
+    """The phases a configuration of this strategy kind is timed in."""
+    return LIBRARY_PHASES if kind == "library" else PHASES
+
+
 STATUSES = ("ok", "skipped", "failed")
 
 #: Identity of a configuration.
@@ -64,9 +80,9 @@ COLUMN_TYPES: dict[str, str] = {
     "d": "int",  # features
     "k": "int",  # components
     "strategy": "str",  # registry name
-    "kind": "str",  # serial / threads / processes / openmp / distributed
+    "kind": "str",  # serial / threads / processes / openmp / distributed / library
     "workers": "int",  # requested worker count
-    "phase": "str",  # one of PHASES
+    "phase": "str",  # one of PHASES (LIBRARY_PHASES for kind library)
     "seconds": "float",  # one measured value (wall time of one call); NaN when not ok
     "value_index": "int",  # 0.. within (configuration, phase)
     "status": "str",  # ok / skipped / failed

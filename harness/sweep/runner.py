@@ -130,7 +130,6 @@ from harness.sweep.processes import (
 from harness.sweep.results import (
     META_FILE,
     PARQUET_FILE,
-    PHASES,
     PYPERF_DIR,
     PYPERF_SUITE,
     SCHEMA_VERSION,
@@ -138,6 +137,7 @@ from harness.sweep.results import (
     as_table,
     load_meta,
     load_table,
+    phases_for,
 )
 from harness.sweep.rows import as_float, median, plain, table_row
 from harness.sweep.spec import (
@@ -531,11 +531,14 @@ class SweepRunner:
         )
         summary_note = _thread_note(configuration, result.get("env_blas_threads"))
         fused = " (fused)" if result.get("used_fused") else ""
+        others = ", ".join(
+            f"{phase} {format_seconds(medians[phase])}"
+            for phase in ("e_step", "m_step", "fixed", "prepare")
+            if phase in medians
+        )
         return rows, (
             f"{label}: iteration {format_seconds(medians['iteration'])}{fused} "
-            f"median, e_step {format_seconds(medians['e_step'])}, m_step "
-            f"{format_seconds(medians['m_step'])}, prepare "
-            f"{format_seconds(medians['prepare'])}{summary_note}"
+            f"median, {others}{summary_note}"
         )
 
     def _timeout(self, strategy: str, estimate: float | None) -> float:
@@ -607,7 +610,7 @@ class SweepRunner:
         target = self.run_dir / PYPERF_DIR / f"{configuration.config_id}.json"
         suite = pyperf.BenchmarkSuite.load(str(pyperf_file))
         rows, medians = [], {}
-        for phase in PHASES:
+        for phase in phases_for(result.get("kind")):
             bench = suite.get_benchmark(benchmark_name(configuration.config_id, phase))
             values = bench.get_values()
             medians[phase] = median(values)
