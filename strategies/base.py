@@ -58,9 +58,13 @@ class Strategy(abc.ABC):
         ``workers`` except for BLAS threads (see :meth:`blas_threads`).
     description : str
         One line for ``python -m harness strategies``.
+    problem : str
+        The problem solved: ``"gmm"`` for every strategy of this interface (see
+        :mod:`harness.model.problems`).
     """
 
     name: ClassVar[str] = ""
+    problem: ClassVar[str] = "gmm"
     kind: ClassVar[Kind] = "serial"
     releases_gil: ClassVar[bool] = False
     needs_compiled: ClassVar[bool] = False

@@ -9,14 +9,15 @@ import strategies
 from harness.model.gmm import GMMParams, initial_params
 
 
-def registry_params(parallel_workers: bool = False) -> list:
-    """One pytest param per registered strategy (and per worker count for parallel ones).
+def registry_params(parallel_workers: bool = False, problem: str = "gmm") -> list:
+    """One pytest param per registered strategy of ``problem`` (and per worker count for
+    parallel ones).
 
     Unavailable strategies are kept as params and skipped with the registry's reason, so
     the test report says why they did not run instead of silently dropping them.
     """
     params = []
-    for name, info in strategies.registry().items():
+    for name, info in strategies.registry(problem).items():
         worker_counts = (
             [1, 2] if (parallel_workers and info.cls is not None and info.cls.parallel) else [1]
         )

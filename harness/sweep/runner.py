@@ -536,7 +536,7 @@ def resolve_sweep(args: argparse.Namespace) -> Sweep:
         if not names:
             raise InvalidParameterError("--strategies: give at least one name")
     else:
-        names = list(stored.get("strategies") or strategies.names())
+        names = list(stored.get("strategies") or strategies.names(problem="gmm"))
     resolved = []
     for name in names:
         resolved.append(strategies.get_info(name).name)  # UnknownStrategyError lists names
