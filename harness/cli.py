@@ -30,6 +30,7 @@ _COMMAND_MODULES: dict[str, str] = {
     "check": "harness.gate.expectations",
     "bench-compiled": "harness.bench.compiled",
     "bench-processes": "harness.bench.processes",
+    "demo": "harness.demo",
 }
 
 
@@ -115,7 +116,7 @@ def _run_fit(args: argparse.Namespace) -> int:
     from harness.model.workloads import dataset_from_file, make_workload
     from harness.sweep.em import fit
 
-    strategy_cls = strategies.get_strategy(args.strategy)
+    strategy_cls = strategies.get_strategy(args.strategy, problem="gmm")
     if args.data is not None:
         if args.k is None:
             raise InvalidParameterError("--data needs --k (the number of components)")
