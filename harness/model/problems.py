@@ -80,6 +80,8 @@ class MicroWorkload:
         Default size axis (``python -m harness run``).
     quick_sizes : tuple of int
         Sizes of ``--quick`` sweeps.
+    swept : bool
+        Part of a sweep of its problem by default (False: named with --workloads only).
     """
 
     name: str
@@ -87,6 +89,7 @@ class MicroWorkload:
     generate: Callable[[int, np.random.Generator], np.ndarray]
     sizes: tuple[int, ...]
     quick_sizes: tuple[int, ...]
+    swept: bool = True
 
 
 @dataclass(frozen=True)
@@ -263,6 +266,7 @@ PROBLEMS: dict[str, Problem] = {
                 _integers,
                 sizes=_decades(3, 8),
                 quick_sizes=(10_000, 1_000_000),
+                swept=False,
             ),
         },
         reference=summarize_reference,
@@ -309,6 +313,11 @@ def get_problem(name: str) -> Problem:
     return problem
 
 
+def micro_workloads() -> dict[str, MicroWorkload]:
+    """Every micro-problem workload by name (names are unique across problems)."""
+    return {name: spec for problem in PROBLEMS.values() for name, spec in problem.workloads.items()}
+
+
 def problem_of_workload(workload: str) -> Problem:
     """The micro-problem a workload name belongs to (``gmm`` for any other name)."""
     for problem in PROBLEMS.values():
@@ -326,6 +335,7 @@ __all__ = [
     "Problem",
     "check_vector",
     "get_problem",
+    "micro_workloads",
     "pairwise_reference",
     "problem_of_workload",
     "summarize_reference",

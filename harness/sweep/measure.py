@@ -90,7 +90,12 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from harness.model.errors import HarnessError, InvalidParameterError, StrategyUnavailableError
+from harness.model.errors import (
+    HarnessError,
+    InvalidParameterError,
+    NumericalError,
+    StrategyUnavailableError,
+)
 from harness.sweep.processes import terminate_as_interrupt
 from harness.sweep.results import PHASES, config_id
 
@@ -149,7 +154,11 @@ class MeasureSpec:
     data_file, init_file : str or None
         The workload and its common start saved by :func:`save_inputs` (the runner
         generates each ``(workload, n)`` once for all its configurations); generated
-        here when None.
+        here when None. A micro-problem has no start: ``init_file`` is "".
+    problem : str
+        ``gmm``, or a micro-problem (:mod:`harness.model.problems`), whose strategies
+        are timed through ``prepare(x)`` and ``run()``: phase ``prepare`` and phase
+        ``iteration`` (one ``run()``, the whole problem); no ``e_step``/``m_step``.
     """
 
     workload: str
@@ -166,6 +175,7 @@ class MeasureSpec:
     probe: bool = False
     data_file: str | None = None
     init_file: str | None = None
+    problem: str = "gmm"
 
     @property
     def config_id(self) -> str:
@@ -207,8 +217,15 @@ def save_inputs(workload: str, n: int, seed: int, directory: Path) -> tuple[str,
     import numpy as np
 
     from harness.model.gmm import initial_params
+    from harness.model.problems import problem_of_workload
     from harness.model.workloads import make_workload
 
+    problem = problem_of_workload(workload)
+    if problem.name != "gmm":
+        directory.mkdir(parents=True, exist_ok=True)
+        data_path = directory / f"{workload}-n{int(n)}-s{seed}.npy"
+        np.save(data_path, problem.generate(workload, n, seed=seed), allow_pickle=False)
+        return str(data_path), ""
     dataset = make_workload(workload, n, seed=seed)
     init = initial_params(dataset.X, dataset.k, seed=seed)
     directory.mkdir(parents=True, exist_ok=True)
@@ -226,6 +243,8 @@ def load_inputs(spec: MeasureSpec) -> tuple[Any, Any]:
     from harness.model.gmm import GMMParams, initial_params
     from harness.model.workloads import Dataset, make_workload
 
+    if spec.problem != "gmm":
+        return _load_micro_input(spec), None
     if spec.data_file is None or spec.init_file is None:
         dataset = make_workload(spec.workload, spec.n, seed=spec.seed)
         return dataset, initial_params(dataset.X, dataset.k, seed=spec.seed)
@@ -237,6 +256,35 @@ def load_inputs(spec: MeasureSpec) -> tuple[Any, Any]:
             f"{spec.data_file} holds {X.shape}, expected ({spec.n}, {init.n_features})"
         )
     return Dataset(spec.workload, X, init.n_components, spec.seed), init
+
+
+@dataclass(frozen=True)
+class MicroInput:
+    """A micro-problem's data, shaped like :class:`~harness.model.workloads.Dataset`."""
+
+    name: str
+    X: Any  # ndarray of float64, shape (n,)
+    d: int = 1
+    k: int = 0
+
+
+def _load_micro_input(spec: MeasureSpec) -> MicroInput:
+    import numpy as np
+
+    from harness.model.problems import get_problem
+
+    if spec.data_file:
+        x = np.load(spec.data_file, allow_pickle=False)
+    else:
+        x = get_problem(spec.problem).generate(spec.workload, spec.n, seed=spec.seed)
+    if x.shape != (spec.n,):
+        raise InvalidParameterError(f"{spec.data_file} holds {x.shape}, expected ({spec.n},)")
+    return MicroInput(spec.workload, x)
+
+
+def phases_of(spec: MeasureSpec) -> tuple[str, ...]:
+    """The phases timed for the spec's problem (micro-problems: prepare and iteration)."""
+    return PHASES if spec.problem == "gmm" else ("prepare", "iteration")
 
 
 # ---- time estimates (shared with the runner) -------------------------------------------
@@ -296,6 +344,8 @@ def configuration_seconds(iteration_seconds: float, spec: MeasureSpec) -> float:
     t = float(iteration_seconds)
     floor = spec.min_time
     per_round = max(t, floor) + 2 * max(t / 2, floor) + floor
+    if spec.problem != "gmm":  # no e_step / m_step phases
+        per_round = max(t, floor) + floor
     return spec.check_iterations * t + calls_per_phase(spec) * per_round
 
 
@@ -364,6 +414,7 @@ def _install_fault(strategy: Any) -> None:
     # Instance attributes shadow the class's methods for this object only.
     strategy.e_step = fault
     strategy.fused_iteration = fault
+    strategy.run = fault  # the micro-problems' timed call
 
 
 # ---- the measured objects ------------------------------------------------------------
@@ -425,6 +476,10 @@ class Measurement:
         else:
             self._blas_limit = threadpool_limits(limits=strategy.blas_threads(), user_api="blas")
         self.strategy = strategy
+        if self.spec.problem != "gmm":
+            self.fused = False
+            self._ready = True
+            return
         self.fused = bool(strategy.has_fused_iteration)
         self.derived = derive(self.init)
         self.log_resp, _ = strategy.e_step(self.derived)
@@ -464,7 +519,11 @@ class Measurement:
                     strategy.close()  # release the previous pools untimed
                     total += self._timed(lambda: strategy.prepare(self.dataset.X))
                 return total
-            if phase == "e_step":
+            if self.spec.problem != "gmm":
+                if phase != "iteration":
+                    raise InvalidParameterError(f"no phase {phase!r} for {self.spec.problem}")
+                call = strategy.run
+            elif phase == "e_step":
                 call = lambda: strategy.e_step(self.derived)  # noqa: E731
             elif phase == "m_step":
                 call = lambda: strategy.m_step(self.log_resp)  # noqa: E731
@@ -565,6 +624,8 @@ def run_check(measurement: Measurement) -> tuple[Any, dict[str, Any]]:
 
     measurement.load()
     spec = measurement.spec
+    if spec.problem != "gmm":
+        return _run_micro_check(measurement)
     allowance = max_iteration_seconds(spec) if spec.probe else math.inf
     strategy = measurement.new_strategy()
     fused = bool(strategy.has_fused_iteration)
@@ -628,6 +689,81 @@ def run_check(measurement: Measurement) -> tuple[Any, dict[str, Any]]:
         "iteration_seconds": sorted(seconds)[len(seconds) // 2],
     }
     return strategy, info
+
+
+def _run_micro_check(measurement: Measurement) -> tuple[Any, dict[str, Any]]:
+    """The micro-problems' check: prepare, ``check_iterations`` runs, each answer verified.
+
+    The first run is the budget probe when ``spec.probe`` is set (as the first EM
+    iteration is in :func:`run_check`). A wrong answer raises: the configuration is
+    recorded as failed with the problem's own message (see
+    :mod:`harness.model.problems` for the tolerances).
+    """
+    from harness.model.problems import get_problem
+    from harness.model.threads import limit_blas, thread_pools
+
+    spec = measurement.spec
+    problem = get_problem(spec.problem)
+    x = measurement.dataset.X
+    allowance = max_iteration_seconds(spec) if spec.probe else math.inf
+    strategy = measurement.new_strategy()
+    seconds: list[float] = []
+    sampler = _memory_sampler()
+    try:
+        start = time.perf_counter()
+        with sampler or contextlib.nullcontext(), limit_blas(strategy.blas_threads()):
+            strategy.prepare(x)
+            for iteration in range(spec.check_iterations):
+                began = time.perf_counter()
+                with _deadline(allowance if iteration == 0 else None):
+                    answer = strategy.run()
+                seconds.append(time.perf_counter() - began)
+                if iteration == 0 and spec.probe:
+                    estimate = configuration_seconds(seconds[0], spec)
+                    if estimate > spec.time_budget:
+                        raise OverBudget(
+                            f"estimated {estimate:.0f} s > time budget {spec.time_budget:g} s "
+                            f"(first run at n: {seconds[0] * 1e3:.1f} ms)",
+                            seconds[0],
+                            False,
+                        )
+                wrong = problem.verify(x, answer)
+                if wrong is not None:
+                    raise NumericalError(f"wrong answer from {spec.strategy}: {wrong}")
+            runtime_info = dict(strategy.runtime_info())
+            pools = thread_pools()
+        check_seconds = time.perf_counter() - start
+    except OverBudget as exc:
+        strategy.close()
+        if not exc.args:
+            raise OverBudget(
+                f"one run at n takes over {allowance:.2f} s, the most a configuration "
+                f"within the time budget of {spec.time_budget:g} s allows",
+                allowance,
+                True,
+            ) from None
+        raise
+    except BaseException:
+        strategy.close()
+        raise
+    peak = math.nan
+    if sampler is not None:
+        peak = float(getattr(sampler, "peak_bytes", math.nan) or math.nan)
+    omp = _pool_threads(pools, "openmp")
+    if omp is None:
+        omp = _int_or_none(os.environ.get("OMP_NUM_THREADS"))
+    return strategy, {
+        "final_loglik": math.nan,
+        "iterations_checked": len(seconds),
+        "used_fused": False,
+        "runtime_info": _jsonable(runtime_info),
+        "blas_threads": _pool_threads(pools, "blas"),
+        "omp_threads": omp,
+        "thread_pools": _jsonable(pools),
+        "peak_pss_bytes": peak,
+        "check_seconds": check_seconds,
+        "iteration_seconds": sorted(seconds)[len(seconds) // 2],
+    }
 
 
 def _memory_sampler() -> Any:
@@ -714,7 +850,7 @@ def time_phases(runner: Any, measurement: Measurement, *, in_process: bool) -> l
     """One pyperf benchmark per phase (None entries skipped in pyperf worker processes)."""
     spec = measurement.spec
     benchmarks = []
-    for phase in PHASES:
+    for phase in phases_of(spec):
         name = benchmark_name(spec.config_id, phase)
         time_func = measurement.time_func(phase)
         metadata = {

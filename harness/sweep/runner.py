@@ -195,6 +195,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "for the decisions (serial strategies, budget, resume)."
     )
     parser.add_argument(
+        "--problems",
+        default=None,
+        metavar="P1,P2,...",
+        help="problems to sweep: gmm, summarize, pairwise (default: gmm); each brings its "
+        "workloads and its strategies",
+    )
+    parser.add_argument(
         "--workloads",
         nargs="+",
         metavar="NAME",
@@ -590,6 +597,7 @@ class SweepRunner:
             min_time=protocol.min_time,
             check_iterations=protocol.check_iterations,
             time_budget=sweep.time_budget if math.isfinite(sweep.time_budget) else None,
+            problem=configuration.problem,
         )
         known = self.estimator.iteration_seconds(configuration)
         estimate = None
@@ -642,6 +650,11 @@ class SweepRunner:
         )
         summary_note = _thread_note(configuration, result.get("env_blas_threads"))
         fused = " (fused)" if result.get("used_fused") else ""
+        if configuration.problem != "gmm":
+            return rows, (
+                f"{label}: run {_format_seconds(medians['iteration'])} median, prepare "
+                f"{_format_seconds(medians['prepare'])}{summary_note}"
+            )
         return rows, (
             f"{label}: iteration {_format_seconds(medians['iteration'])}{fused} "
             f"median, e_step {_format_seconds(medians['e_step'])}, m_step "
@@ -711,7 +724,10 @@ class SweepRunner:
         target = self.run_dir / PYPERF_DIR / f"{configuration.config_id}.json"
         suite = pyperf.BenchmarkSuite.load(str(pyperf_file))
         rows, medians = [], {}
+        timed = set(suite.get_benchmark_names())
         for phase in PHASES:
+            if benchmark_name(configuration.config_id, phase) not in timed:
+                continue  # micro-problems time prepare and iteration only
             bench = suite.get_benchmark(benchmark_name(configuration.config_id, phase))
             values = bench.get_values()
             medians[phase] = _median(values)
@@ -758,6 +774,7 @@ class SweepRunner:
             status=status,
             error=error,
             config_id=configuration.config_id,
+            problem=configuration.problem,
             oversubscribed=configuration.oversubscribed,
             start_method=str(info.get("start_method") or ""),
             run_id=self.sweep.run_id,
