@@ -57,6 +57,10 @@ _COMMANDS: dict[str, tuple[str, str]] = {
         "process strategies' targets: peak PSS vs einsum, per-iteration time vs the same "
         "kernel in one process (crossover in n), prepare per start method, bytes per iteration",
     ),
+    "demo": (
+        "harness.demo",
+        "teaching demos: `demo race` shows a lost-update race and two fixes (OpenMP)",
+    ),
 }
 #: The modules of the commands above (tests and tools list them).
 _COMMAND_MODULES = {command: module for command, (module, _) in _COMMANDS.items()}
@@ -153,7 +157,7 @@ def _run_fit(args: argparse.Namespace) -> int:
     from harness.model.workloads import dataset_from_file, make_workload
     from harness.sweep.em import fit
 
-    strategy_cls = strategies.get_strategy(args.strategy)
+    strategy_cls = strategies.get_strategy(args.strategy, problem="gmm")
     if args.scheduler is not None:
         import os
 

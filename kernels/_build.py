@@ -1,5 +1,8 @@
 """Extension list for ``setup.py``: the Cython kernels, with OpenMP where the compiler has it.
 
+Two extensions, built with the same flags: ``kernels.gmm_kernels`` (EM) and
+``kernels.micro_kernels`` (the summarize/pairwise micro-problems and the race demo).
+
 ``setup.py`` calls :func:`extensions`; nothing else builds the kernels, so ``pip install
 -e .`` (``make install``) is the whole build. Decisions taken here, each by
 test-compiling a tiny C program with the compiler setuptools will use:
@@ -181,9 +184,19 @@ def extensions() -> list:
         extra_link_args=link_args,
         libraries=[] if compiler.compiler_type == "msvc" else ["m"],
     )
+    # The micro-problem kernels: same flags and OpenMP decision, separate module, so
+    # that either can be rebuilt or fail without touching the other's source.
+    micro = Extension(
+        "kernels.micro_kernels",
+        sources=["kernels/micro_kernels.pyx"],
+        depends=kernels.depends,
+        define_macros=macros,
+        extra_compile_args=compile_args,
+        extra_link_args=link_args,
+    )
     print(f"kernels: {omp_note}; compile args {compile_args}, link args {link_args}")
     return cythonize(
-        [kernels],
+        [kernels, micro],
         compiler_directives={
             "language_level": 3,
             "boundscheck": False,

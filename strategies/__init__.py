@@ -8,6 +8,12 @@ the reason and never breaks the others.
 Adding a strategy: copy ``strategies/_template.py``, then add one line to
 ``_ENTRIES`` below. The test suite is parametrised over this registry, so the new
 strategy is tested against the reference automatically.
+
+One registry for every problem (:mod:`harness.model.problems`): each class declares the
+``problem`` it solves (``gmm`` for :class:`~strategies.base.Strategy` subclasses, a
+micro-problem for :class:`~strategies.micro.base.MicroStrategy` ones, registered as
+``<problem>-<family>``, e.g. ``summarize-openmp``). ``names(problem=...)`` and
+``registry(...)`` filter by it; without the argument they list every problem.
 """
 
 from __future__ import annotations
@@ -16,8 +22,17 @@ import importlib
 from dataclasses import dataclass
 from functools import cache
 
-from harness.model.errors import StrategyUnavailableError, UnknownStrategyError
+from harness.model.errors import (
+    InvalidParameterError,
+    StrategyUnavailableError,
+    UnknownStrategyError,
+)
+from harness.model.problems import DEFAULT_PROBLEM, PROBLEMS
 from strategies.base import KINDS, Strategy
+from strategies.micro.base import MicroStrategy
+
+#: The base class a problem's interface requires.
+_INTERFACE_BASES = {"em": Strategy, "array": MicroStrategy}
 
 # (registry name, "module:Class"), in the order listings show them.
 _ENTRIES: tuple[tuple[str, str], ...] = (
@@ -40,6 +55,25 @@ _ENTRIES: tuple[tuple[str, str], ...] = (
     # kind "library": a peer library's whole fit, timed by differencing (strategies/library.py)
     ("sklearn-fit", "strategies.library_sklearn:SklearnFitStrategy"),
     ("onedal", "strategies.library_onedal:OneDALStrategy"),
+    # micro-problems (prepare(x) / run() / close()), strategies/micro/
+    ("summarize-python", "strategies.micro.python_loops:SummarizePython"),
+    ("summarize-cython", "strategies.micro.cython_serial:SummarizeCython"),
+    ("summarize-openmp", "strategies.micro.openmp:SummarizeOpenMP"),
+    ("summarize-joblib-threads", "strategies.micro.joblib_threads:SummarizeJoblibThreads"),
+    (
+        "summarize-multiprocessing",
+        "strategies.micro.multiprocessing_pool:SummarizeMultiprocessing",
+    ),
+    (
+        "summarize-joblib-processes",
+        "strategies.micro.joblib_processes:SummarizeJoblibProcesses",
+    ),
+    ("pairwise-python", "strategies.micro.python_loops:PairwisePython"),
+    ("pairwise-cython", "strategies.micro.cython_serial:PairwiseCython"),
+    ("pairwise-openmp", "strategies.micro.openmp:PairwiseOpenMP"),
+    ("pairwise-joblib-threads", "strategies.micro.joblib_threads:PairwiseJoblibThreads"),
+    ("pairwise-multiprocessing", "strategies.micro.multiprocessing_pool:PairwiseMultiprocessing"),
+    ("pairwise-joblib-processes", "strategies.micro.joblib_processes:PairwiseJoblibProcesses"),
 )
 
 
@@ -51,8 +85,9 @@ class StrategyInfo:
     kind: str
     available: bool
     reason: str
-    cls: type[Strategy] | None
+    cls: type[Strategy] | type[MicroStrategy] | None
     description: str = ""
+    problem: str = DEFAULT_PROBLEM
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -60,20 +95,46 @@ class StrategyInfo:
             "kind": self.kind,
             "available": self.available,
             "reason": self.reason,
+            "problem": self.problem,
         }
+
+
+def _problem_of(name: str) -> str:
+    """The problem an entry solves, from its name alone (for entries that fail to import)."""
+    prefix = name.split("-", 1)[0]
+    return prefix if prefix in PROBLEMS and prefix != DEFAULT_PROBLEM else DEFAULT_PROBLEM
 
 
 def _load(name: str, target: str) -> StrategyInfo:
     module_name, _, class_name = target.partition(":")
+    guessed = _problem_of(name)
     try:
         module = importlib.import_module(module_name)
         cls = getattr(module, class_name)
     except Exception as exc:  # any failure makes this one entry unavailable, nothing else
         return StrategyInfo(
-            name, "unknown", False, f"cannot import {target}: {type(exc).__name__}: {exc}", None
+            name,
+            "unknown",
+            False,
+            f"cannot import {target}: {type(exc).__name__}: {exc}",
+            None,
+            problem=guessed,
         )
-    if not (isinstance(cls, type) and issubclass(cls, Strategy)):
-        return StrategyInfo(name, "unknown", False, f"{target} is not a Strategy", None)
+    if not (isinstance(cls, type) and issubclass(cls, (Strategy, MicroStrategy))):
+        return StrategyInfo(
+            name, "unknown", False, f"{target} is not a Strategy", None, problem=guessed
+        )
+    problem = PROBLEMS.get(getattr(cls, "problem", ""))
+    if problem is None or not issubclass(cls, _INTERFACE_BASES[problem.interface]):
+        return StrategyInfo(
+            name,
+            str(cls.kind),
+            False,
+            f"{target} declares problem={getattr(cls, 'problem', None)!r}, which is not a "
+            "problem whose interface it implements",
+            None,
+            problem=guessed,
+        )
     if cls.name != name or cls.kind not in KINDS:
         return StrategyInfo(
             name,
@@ -81,28 +142,53 @@ def _load(name: str, target: str) -> StrategyInfo:
             False,
             f"{target} declares name={cls.name!r}, kind={cls.kind!r}",
             None,
+            problem=problem.name,
         )
     try:
         reason = cls.unavailable_reason()
     except Exception as exc:
         reason = f"availability check failed: {type(exc).__name__}: {exc}"
-    return StrategyInfo(name, cls.kind, reason is None, reason or "", cls, cls.description)
+    return StrategyInfo(
+        name, cls.kind, reason is None, reason or "", cls, cls.description, problem.name
+    )
 
 
 @cache
-def registry() -> dict[str, StrategyInfo]:
-    """Every registered strategy by name, available or not."""
+def _registry() -> dict[str, StrategyInfo]:
     return {name: _load(name, target) for name, target in _ENTRIES}
 
 
-def names() -> list[str]:
-    """All registered names, in listing order."""
-    return [name for name, _ in _ENTRIES]
+def _check_problem(problem: str | None) -> str | None:
+    if problem is not None and problem not in PROBLEMS:
+        raise InvalidParameterError(
+            f"unknown problem {problem!r}; valid problems: {', '.join(PROBLEMS)}"
+        )
+    return problem
 
 
-def available_names() -> list[str]:
-    """Names of the strategies that can run on this machine."""
-    return [name for name, info in registry().items() if info.available]
+def registry(problem: str | None = None) -> dict[str, StrategyInfo]:
+    """Every registered strategy by name, available or not (of one problem if given).
+
+    Without ``problem`` this is the registry itself (tests may patch entries in it).
+    """
+    if _check_problem(problem) is None:
+        return _registry()
+    return {name: info for name, info in _registry().items() if info.problem == problem}
+
+
+def names(problem: str | None = None) -> list[str]:
+    """Registered names in listing order (of one problem if given).
+
+    Filtering by problem needs no import: the problem is read from the name
+    (``<problem>-<family>``; anything else is ``gmm``).
+    """
+    _check_problem(problem)
+    return [name for name, _ in _ENTRIES if problem is None or _problem_of(name) == problem]
+
+
+def available_names(problem: str | None = None) -> list[str]:
+    """Names of the strategies that can run on this machine (of one problem if given)."""
+    return [name for name, info in registry(problem).items() if info.available]
 
 
 def get_info(name: str) -> StrategyInfo:
@@ -138,17 +224,24 @@ def load_one(name: str) -> StrategyInfo:
     return _load(key, target)
 
 
-def get_strategy(name: str) -> type[Strategy]:
-    """The class of an available strategy.
+def get_strategy(name: str, problem: str | None = None) -> type[Strategy]:
+    """The class of an available strategy (of ``problem``, when given).
 
     Raises
     ------
     UnknownStrategyError
         If the name is not registered.
+    InvalidParameterError
+        If ``problem`` is given and the strategy solves another problem.
     StrategyUnavailableError
         If it is registered but cannot run here (the reason is in the message).
     """
     info = get_info(name)
+    if _check_problem(problem) is not None and info.problem != problem:
+        raise InvalidParameterError(
+            f"strategy {info.name!r} solves problem {info.problem!r}, not {problem!r}; "
+            f"{problem} strategies: {', '.join(names(problem))}"
+        )
     if not info.available or info.cls is None:
         raise StrategyUnavailableError(f"strategy {info.name!r} is unavailable: {info.reason}")
     return info.cls

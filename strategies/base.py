@@ -66,9 +66,13 @@ class Strategy(abc.ABC):
     kernel : str
         The code path that runs the numbers (``"numpy"``, ``"cython"``, ``"openmp"``,
         ``"python"``, ...); :meth:`runtime_info` reports it under ``kernel``.
+    problem : str
+        The problem solved: ``"gmm"`` for every strategy of this interface (see
+        :mod:`harness.model.problems`).
     """
 
     name: ClassVar[str] = ""
+    problem: ClassVar[str] = "gmm"
     kind: ClassVar[Kind] = "serial"
     releases_gil: ClassVar[bool] = False
     needs_compiled: ClassVar[bool] = False

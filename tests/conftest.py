@@ -22,8 +22,11 @@ WHOLE_FIT_REASON = (
 )
 
 
-def registry_params(parallel_workers: bool = False, *, steps: bool = False) -> list:
-    """One pytest param per registered strategy (and per worker count for parallel ones).
+def registry_params(
+    parallel_workers: bool = False, problem: str = "gmm", *, steps: bool = False
+) -> list:
+    """One pytest param per registered strategy of ``problem`` (and per worker count for
+    parallel ones).
 
     Unavailable strategies are kept as params and skipped with the registry's reason, so
     the test report says why they did not run instead of silently dropping them. With
@@ -31,7 +34,7 @@ def registry_params(parallel_workers: bool = False, *, steps: bool = False) -> l
     are skipped with :data:`WHOLE_FIT_REASON`.
     """
     params = []
-    for name, info in strategies.registry().items():
+    for name, info in strategies.registry(problem).items():
         worker_counts = (
             [1, 2] if (parallel_workers and info.cls is not None and info.cls.parallel) else [1]
         )

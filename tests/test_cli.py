@@ -85,8 +85,9 @@ def test_strategies_json_lists_every_registered_name() -> None:
     listed = json.loads(result.stdout)
     assert [entry["name"] for entry in listed] == strategies.names()
     for entry in listed:
-        assert set(entry) == {"name", "kind", "available", "reason"}
+        assert set(entry) == {"name", "kind", "available", "reason", "problem"}
         assert entry["available"] or entry["reason"]
+        assert entry["problem"] == strategies.get_info(entry["name"]).problem
 
 
 @pytest.mark.parametrize(

@@ -495,7 +495,7 @@ def test_real_build_without_openmp_matches_the_openmp_build(K, tmp_path: Path) -
     portable = "x86-64" if x86 else "none"
     package = tmp_path / "kernels"
     package.mkdir()
-    for name in ("__init__.py", "_build.py", "gmm_kernels.pyx"):
+    for name in ("__init__.py", "_build.py", "gmm_kernels.pyx", "micro_kernels.pyx"):
         shutil.copy(ROOT / "kernels" / name, package / name)
     build = subprocess.run(
         [
@@ -558,3 +558,20 @@ def test_real_build_without_openmp_matches_the_openmp_build(K, tmp_path: Path) -
     )
     assert report["loglik"] == pytest.approx(expected_loglik, rel=1e-12)
     np.testing.assert_allclose(np.load(tmp_path / "scatter.npy"), expected_outer, rtol=1e-12)
+    # The micro kernels of the same build: one thread, so the race cannot happen.
+    micro = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import kernels.micro_kernels as M; print(M.openmp_unavailable_reason()); "
+            "print(M.race_unprotected(200000, 2), M.race_atomic(200000, 2))",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert micro.returncode == 0, micro.stderr
+    reason, counts = micro.stdout.strip().splitlines()[-2:]
+    assert "built without OpenMP" in reason and "GMM_HARNESS_NO_OPENMP" in reason
+    assert counts == "200000 200000"

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from harness.model.errors import DataFileError, HarnessError
-from harness.report import charts
+from harness.report import charts, overhead
 from harness.report.analysis import (
     Analysis,
     analyse,
@@ -215,6 +215,9 @@ def plot_run(
             charts.phase_chart(analysis, styles, workload),
             "no phase was measured",
         )
+    micro = overhead.overhead_frame(analysis.table)
+    if not micro.empty:
+        emit("overhead", overhead.overhead_chart(micro, styles), "nothing to draw")
     if fitted_model:
         seed = _seed(meta)
         for workload in _two_d_workloads(analysis):
@@ -592,6 +595,8 @@ def render_report(
             parts += ["### Fitted model", "", _image(result, stem, f"Fitted model, {workload}"), ""]
             if stem in result.captions:
                 parts += [result.captions[stem], ""]
+    micro = overhead.overhead_frame(analysis.table)
+    parts += [overhead.overhead_section(micro, _image(result, "overhead", "Overhead against work"))]
     parts += [
         peers_section(analysis),
         disturbed_section(analysis),

@@ -128,6 +128,7 @@ def install_fault(strategy: Any) -> None:
     # Instance attributes shadow the class's methods for this object only.
     strategy.e_step = fault
     strategy.fused_iteration = fault
+    strategy.run = fault  # the micro-problems' timed call
     if strategy.whole_fit:
         strategy.fit = fault
 

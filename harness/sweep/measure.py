@@ -85,17 +85,22 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.model.errors import HarnessError, InvalidParameterError, StrategyUnavailableError
+from harness.model.errors import (
+    HarnessError,
+    InvalidParameterError,
+    NumericalError,
+    StrategyUnavailableError,
+)
 from harness.sweep.faults import ENV_FAULT, ENV_SLOWDOWN, install_fault, slowdown_for
 from harness.sweep.formats import to_json, write_atomic, write_text_atomic
 from harness.sweep.processes import terminate_as_interrupt
-from harness.sweep.results import phases_for
 from harness.sweep.spec import (
     MeasureSpec,
     benchmark_name,
     configuration_seconds,
     load_inputs,
     max_iteration_seconds,
+    phases_of,
 )
 
 #: Environment variables pyperf's worker processes must inherit (pyperf passes only
@@ -181,6 +186,10 @@ class Measurement:
             self.library = LibraryTimer(strategy, self.init, self._timed, self.spec.min_time)
             self._ready = True
             return
+        if self.spec.problem != "gmm":
+            self.fused = False
+            self._ready = True
+            return
         self.fused = bool(strategy.has_fused_iteration)
         self.derived = derive(self.init)
         self.log_resp, _ = strategy.e_step(self.derived)
@@ -220,9 +229,13 @@ class Measurement:
                     strategy.close()  # release the previous pools untimed
                     total += self._timed(lambda: strategy.prepare(self.dataset.X))
                 return total
-            if strategy.whole_fit:
+            if self.spec.problem != "gmm":
+                if phase != "iteration":
+                    raise InvalidParameterError(f"no phase {phase!r} for {self.spec.problem}")
+                call = strategy.run
+            elif strategy.whole_fit:
                 return self.library.time(phase, loops)
-            if phase == "e_step":
+            elif phase == "e_step":
                 call = lambda: strategy.e_step(self.derived)  # noqa: E731
             elif phase == "m_step":
                 call = lambda: strategy.m_step(self.log_resp)  # noqa: E731
@@ -310,6 +323,8 @@ def run_check(measurement: Measurement) -> tuple[Any, dict[str, Any]]:
 
         return run_library_check(measurement, sys.modules[__name__])
     spec = measurement.spec
+    if spec.problem != "gmm":
+        return _run_micro_check(measurement)
     allowance = max_iteration_seconds(spec) if spec.probe else math.inf
     strategy = measurement.new_strategy()
     fused = bool(strategy.has_fused_iteration)
@@ -373,6 +388,81 @@ def run_check(measurement: Measurement) -> tuple[Any, dict[str, Any]]:
         "iteration_seconds": sorted(seconds)[len(seconds) // 2],
     }
     return strategy, info
+
+
+def _run_micro_check(measurement: Measurement) -> tuple[Any, dict[str, Any]]:
+    """The micro-problems' check: prepare, ``check_iterations`` runs, each answer verified.
+
+    The first run is the budget probe when ``spec.probe`` is set (as the first EM
+    iteration is in :func:`run_check`). A wrong answer raises: the configuration is
+    recorded as failed with the problem's own message (see
+    :mod:`harness.model.problems` for the tolerances).
+    """
+    from harness.model.problems import get_problem
+    from harness.model.threads import limit_blas, thread_pools
+
+    spec = measurement.spec
+    problem = get_problem(spec.problem)
+    x = measurement.dataset.X
+    allowance = max_iteration_seconds(spec) if spec.probe else math.inf
+    strategy = measurement.new_strategy()
+    seconds: list[float] = []
+    sampler = _memory_sampler()
+    try:
+        start = time.perf_counter()
+        with sampler or contextlib.nullcontext(), limit_blas(strategy.blas_threads()):
+            strategy.prepare(x)
+            for iteration in range(spec.check_iterations):
+                began = time.perf_counter()
+                with _deadline(allowance if iteration == 0 else None):
+                    answer = strategy.run()
+                seconds.append(time.perf_counter() - began)
+                if iteration == 0 and spec.probe:
+                    estimate = configuration_seconds(seconds[0], spec)
+                    if estimate > spec.time_budget:
+                        raise OverBudget(
+                            f"estimated {estimate:.0f} s > time budget {spec.time_budget:g} s "
+                            f"(first run at n: {seconds[0] * 1e3:.1f} ms)",
+                            seconds[0],
+                            False,
+                        )
+                wrong = problem.verify(x, answer)
+                if wrong is not None:
+                    raise NumericalError(f"wrong answer from {spec.strategy}: {wrong}")
+            runtime_info = dict(strategy.runtime_info())
+            pools = thread_pools()
+        check_seconds = time.perf_counter() - start
+    except OverBudget as exc:
+        strategy.close()
+        if not exc.args:
+            raise OverBudget(
+                f"one run at n takes over {allowance:.2f} s, the most a configuration "
+                f"within the time budget of {spec.time_budget:g} s allows",
+                allowance,
+                True,
+            ) from None
+        raise
+    except BaseException:
+        strategy.close()
+        raise
+    peak = math.nan
+    if sampler is not None:
+        peak = float(getattr(sampler, "peak_bytes", math.nan) or math.nan)
+    omp = _pool_threads(pools, "openmp")
+    if omp is None:
+        omp = _int_or_none(os.environ.get("OMP_NUM_THREADS"))
+    return strategy, {
+        "final_loglik": math.nan,
+        "iterations_checked": len(seconds),
+        "used_fused": False,
+        "runtime_info": _jsonable(runtime_info),
+        "blas_threads": _pool_threads(pools, "blas"),
+        "omp_threads": omp,
+        "thread_pools": _jsonable(pools),
+        "peak_pss_bytes": peak,
+        "check_seconds": check_seconds,
+        "iteration_seconds": sorted(seconds)[len(seconds) // 2],
+    }
 
 
 def _memory_sampler() -> Any:
@@ -451,7 +541,7 @@ def time_phases(runner: Any, measurement: Measurement, *, in_process: bool) -> l
     measurement.load()
     whole_fit = measurement.info.cls.whole_fit
     benchmarks = []
-    for phase in phases_for(measurement.info.kind):
+    for phase in phases_of(spec, measurement.info.kind):
         name = benchmark_name(spec.config_id, phase)
         time_func = measurement.time_func(phase)
         metadata = {

@@ -135,6 +135,7 @@ class Configuration:
     workers: int
     oversubscribed: bool
     skip_reason: str = ""  # decided before any process starts (unavailable, serial)
+    problem: str = "gmm"  # harness.model.problems; the workload names it
 
     @property
     def config_id(self) -> str:
@@ -155,6 +156,7 @@ class Sweep:
     strategies: list[str]
     arguments: dict[str, Any] = field(default_factory=dict)  # as stored in meta.json
     resume: bool = False
+    problems: list[str] = field(default_factory=lambda: ["gmm"])
 
 
 def _split(values: Sequence[str] | str | None) -> list[str]:
@@ -204,6 +206,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         f"{parser.description}. Each configuration (workload, n, strategy, workers) runs "
         "in a fresh process with its thread counts set before NumPy loads; see "
         "harness/sweep/runner.py for the decisions (serial strategies, budget, resume)."
+    )
+    parser.add_argument(
+        "--problems",
+        default=None,
+        metavar="P1,P2,...",
+        help="problems to sweep: gmm, summarize, pairwise (default: gmm); each brings its "
+        "workloads and its strategies",
     )
     parser.add_argument(
         "--workloads",
@@ -306,6 +315,7 @@ def resolve_sweep(args: argparse.Namespace) -> Sweep:
         resumed (other schema or timing protocol).
     """
     import strategies
+    from harness.model.problems import get_problem, micro_workloads
     from harness.model.workloads import WORKLOADS
 
     stored: dict[str, Any] = {}
@@ -362,13 +372,25 @@ def resolve_sweep(args: argparse.Namespace) -> Sweep:
             f"harness would use {asdict(protocol)}; start a new run"
         )
 
-    workload_names = _split(args.workloads) or list(stored.get("workloads") or WORKLOADS)
+    # The problem axis: each problem brings its workloads (names unique across problems).
+    problem_texts = _split(getattr(args, "problems", None)) or stored.get("problems") or ["gmm"]
+    problem_names = list(dict.fromkeys(get_problem(text).name for text in problem_texts))
+    micro = micro_workloads()
+    valid_workloads = {
+        name: problem
+        for problem in problem_names
+        for name in (WORKLOADS if problem == "gmm" else get_problem(problem).workloads)
+    }
+    default_workloads = [
+        name for name, problem in valid_workloads.items() if problem == "gmm" or micro[name].swept
+    ]
+    workload_names = _split(args.workloads) or list(stored.get("workloads") or default_workloads)
     workload_names = [name.lower() for name in workload_names]
-    unknown = [name for name in workload_names if name not in WORKLOADS]
+    unknown = [name for name in workload_names if name not in valid_workloads]
     if unknown:
         raise InvalidParameterError(
-            f"unknown workload(s) {', '.join(map(repr, unknown))}; valid names: "
-            f"{', '.join(WORKLOADS)}"
+            f"unknown workload(s) {', '.join(map(repr, unknown))} for problem(s) "
+            f"{', '.join(problem_names)}; valid names: {', '.join(valid_workloads)}"
         )
     workload_names = list(dict.fromkeys(workload_names))
 
@@ -378,8 +400,19 @@ def resolve_sweep(args: argparse.Namespace) -> Sweep:
         sizes = {name: list(explicit_sizes) for name in workload_names}
     else:
         explicit_sizes = None
-        sizes = {name: list(mode.sizes[name]) for name in workload_names}
+        sizes = {
+            name: list(
+                mode.sizes[name]
+                if name in WORKLOADS
+                else micro[name].quick_sizes
+                if mode.name == "quick"
+                else micro[name].sizes
+            )
+            for name in workload_names
+        }
     for name in workload_names:
+        if name not in WORKLOADS:
+            continue  # micro-problems take any n >= 1
         k = WORKLOADS[name].k
         too_small = [n for n in sizes[name] if n < max(k, 2)]
         if too_small:
@@ -396,7 +429,10 @@ def resolve_sweep(args: argparse.Namespace) -> Sweep:
         if not names:
             raise InvalidParameterError("--strategies: give at least one name")
     else:
-        names = list(stored.get("strategies") or strategies.names())
+        names = list(
+            stored.get("strategies")
+            or [name for problem in problem_names for name in strategies.names(problem=problem)]
+        )
     resolved = []
     for name in names:
         resolved.append(strategies.get_info(name).name)  # UnknownStrategyError lists names
@@ -404,6 +440,7 @@ def resolve_sweep(args: argparse.Namespace) -> Sweep:
 
     budget = args.time_budget or stored.get("time_budget") or mode.time_budget
     arguments = {
+        "problems": problem_names,
         "mode": mode.name,
         "iterations": protocol.values,
         "workloads": workload_names,
@@ -425,6 +462,7 @@ def resolve_sweep(args: argparse.Namespace) -> Sweep:
         strategies=strategy_names,
         arguments=arguments,
         resume=bool(args.resume),
+        problems=problem_names,
     )
 
 
@@ -457,16 +495,21 @@ def build_configurations(sweep: Sweep) -> list[Configuration]:
     Smaller sizes run first so their timings can estimate the larger ones.
     """
     import strategies
+    from harness.model.problems import problem_of_workload
     from harness.model.threads import effective_workers
     from harness.model.workloads import WORKLOADS
 
     smallest_workers = min(sweep.workers)
     configurations = []
     for workload in sweep.workloads:
-        spec = WORKLOADS[workload]
+        problem = problem_of_workload(workload).name
+        # A micro-problem's data is a vector: d = 1, k = 0 (no components).
+        d, k = (WORKLOADS[workload].d, WORKLOADS[workload].k) if problem == "gmm" else (1, 0)
         for n in sorted(sweep.sizes[workload]):
             for name in sweep.strategies:
                 info = strategies.get_info(name)
+                if info.problem != problem:
+                    continue  # each workload runs the strategies of its own problem
                 serial = info.cls is not None and not info.cls.parallel
                 for workers in sweep.workers:
                     _, oversubscribed = effective_workers(workers, warn=False)
@@ -482,16 +525,35 @@ def build_configurations(sweep: Sweep) -> list[Configuration]:
                         Configuration(
                             workload,
                             n,
-                            spec.d,
-                            spec.k,
+                            d,
+                            k,
                             info.name,
                             info.kind,
                             workers,
                             oversubscribed,
                             reason,
+                            problem,
                         )
                     )
     return configurations
+
+
+def _work(workload: str, n: int) -> int:
+    """Work units of one iteration at ``n``: n for EM and summarize, n^2 for pairwise.
+
+    Estimates scale with work, not with n, so that an O(n^2) problem is not
+    extrapolated as if it were linear.
+    """
+    from harness.model.problems import problem_of_workload
+
+    return problem_of_workload(workload).work(n)
+
+
+def _work_label(workload: str, work: int) -> str:
+    from harness.model.problems import problem_of_workload
+
+    problem = problem_of_workload(workload)
+    return f"n={work:,}" if problem.work(2) == 2 else f"{work:,} {problem.work_unit}"
 
 
 class Estimator:
@@ -514,7 +576,8 @@ class Estimator:
         """Record one iteration's seconds at ``n`` (``lower_bound``: it took at least that)."""
         if math.isfinite(seconds) and seconds > 0:
             key = (workload, strategy, int(workers))
-            self._points.setdefault(key, {})[int(n)] = (float(seconds), bool(lower_bound))
+            work = _work(workload, int(n))
+            self._points.setdefault(key, {})[work] = (float(seconds), bool(lower_bound))
 
     def iteration_seconds(self, configuration: Configuration) -> tuple[float, str] | None:
         """Seconds per iteration at the configuration's n, and where they come from.
@@ -529,19 +592,21 @@ class Estimator:
             ``source`` reads e.g. ``scaled from n=40,000: 12.3 ms/iteration``.
         """
         candidates = []
+        target = _work(configuration.workload, configuration.n)
         for (workload, strategy, workers), points in self._points.items():
             if workload != configuration.workload or strategy != configuration.strategy:
                 continue
-            smaller = {n: point for n, point in points.items() if n < configuration.n}
+            smaller = {n: point for n, point in points.items() if n < target}
             if not smaller:
                 continue
             estimate = iteration_seconds_at(
-                [(n, seconds) for n, (seconds, _) in smaller.items()], configuration.n
+                [(n, seconds) for n, (seconds, _) in smaller.items()], target
             )
             source_n = max(smaller)
             source_t, lower_bound = smaller[source_n]
             source = (
-                f"scaled from n={source_n:,}: {'over ' if lower_bound else ''}"
+                f"scaled from {_work_label(configuration.workload, source_n)}: "
+                f"{'over ' if lower_bound else ''}"
                 f"{source_t * 1e3:.1f} ms/iteration"
                 + ("" if workers == configuration.workers else f" with {workers} worker(s)")
             )

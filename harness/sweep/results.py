@@ -18,12 +18,15 @@ A run folder ``results/<run-id>/`` holds:
     Written by ``python -m harness plot``.
 
 A *configuration* is one ``(workload, n, strategy, workers)``; its ``config_id``
-is :func:`config_id`. Phases are :data:`PHASES`:
+is :func:`config_id`. Workload names are unique across problems, so the workload also
+names the ``problem`` (column ``problem``; tables written before it existed load as
+``gmm``). Phases are :data:`PHASES`:
 
 * ``prepare``: ``Strategy.prepare(X)`` (pool start, data placement);
-* ``e_step`` and ``m_step``: each step on its own;
+* ``e_step`` and ``m_step``: each step on its own (EM only);
 * ``iteration``: one full EM iteration as the driver runs it (the fused one-pass
-  iteration where the strategy has one, otherwise E-step + M-step + update).
+  iteration where the strategy has one, otherwise E-step + M-step + update); for a
+  micro-problem (``summarize``, ``pairwise``), one ``run()`` call, the whole problem.
 
 It defines the layout and reads it; the runner alone writes a run folder. It may not
 import pandas at module level: the measurement process imports it too.
@@ -41,6 +44,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.model.errors import DataFileError
+from harness.model.problems import DEFAULT_PROBLEM
 
 if TYPE_CHECKING:  # pandas loads lazily: measurement processes import this module too
     import pandas as pd
@@ -88,6 +92,7 @@ COLUMN_TYPES: dict[str, str] = {
     "status": "str",  # ok / skipped / failed
     "error": "str",  # reason for skipped / failed, else ""
     "config_id": "str",  # see config_id()
+    "problem": "str",  # gmm / summarize / pairwise (harness.model.problems); gmm if absent
     "effective_workers": "int",  # workers actually used (threads seen / processes started)
     "oversubscribed": "bool",  # workers > usable cores
     "blas_threads": "int",  # BLAS threads while the strategy ran (threadpoolctl)
@@ -175,6 +180,10 @@ def load_table(run_dir: str | Path) -> pd.DataFrame:
         raise DataFileError(f"{path} lacks the columns {missing}")
     if "error" in table.columns:
         table["error"] = table["error"].astype(object).fillna("")
+    if "problem" not in table.columns:  # written before the problem axis: GMM only
+        table["problem"] = DEFAULT_PROBLEM
+    table["problem"] = table["problem"].astype(object).fillna(DEFAULT_PROBLEM)
+    table.loc[table["problem"] == "", "problem"] = DEFAULT_PROBLEM
     return table
 
 

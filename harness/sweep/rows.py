@@ -63,6 +63,7 @@ def table_row(
         status=status,
         error=error,
         config_id=configuration.config_id,
+        problem=configuration.problem,
         oversubscribed=configuration.oversubscribed,
         start_method=str(info.get("start_method") or ""),
         run_id=run_id,

@@ -479,6 +479,7 @@ class SweepRunner:
             min_time=protocol.min_time,
             check_iterations=protocol.check_iterations,
             time_budget=sweep.time_budget if math.isfinite(sweep.time_budget) else None,
+            problem=configuration.problem,
         )
         known = self.estimator.iteration_seconds(configuration)
         estimate = None
@@ -531,6 +532,11 @@ class SweepRunner:
         )
         summary_note = _thread_note(configuration, result.get("env_blas_threads"))
         fused = " (fused)" if result.get("used_fused") else ""
+        if configuration.problem != "gmm":
+            return rows, (
+                f"{label}: run {format_seconds(medians['iteration'])} median, prepare "
+                f"{format_seconds(medians['prepare'])}{summary_note}"
+            )
         others = ", ".join(
             f"{phase} {format_seconds(medians[phase])}"
             for phase in ("e_step", "m_step", "fixed", "prepare")
@@ -610,7 +616,10 @@ class SweepRunner:
         target = self.run_dir / PYPERF_DIR / f"{configuration.config_id}.json"
         suite = pyperf.BenchmarkSuite.load(str(pyperf_file))
         rows, medians = [], {}
+        timed = set(suite.get_benchmark_names())
         for phase in phases_for(result.get("kind")):
+            if benchmark_name(configuration.config_id, phase) not in timed:
+                continue  # micro-problems time prepare and iteration only
             bench = suite.get_benchmark(benchmark_name(configuration.config_id, phase))
             values = bench.get_values()
             medians[phase] = median(values)

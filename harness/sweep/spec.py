@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.model.errors import InvalidParameterError
-from harness.sweep.results import config_id
+from harness.sweep.results import config_id, phases_for
 
 #: EM iterations from the common start behind ``final_loglik`` (the correctness
 #: cross-check). Three iterations exercise two M-steps and three E-steps, enough for
@@ -55,7 +55,11 @@ class MeasureSpec:
     data_file, init_file : str or None
         The workload and its common start saved by :func:`save_inputs` (the runner
         generates each ``(workload, n)`` once for all its configurations); generated
-        here when None.
+        here when None. A micro-problem has no start: ``init_file`` is "".
+    problem : str
+        ``gmm``, or a micro-problem (:mod:`harness.model.problems`), whose strategies
+        are timed through ``prepare(x)`` and ``run()``: phase ``prepare`` and phase
+        ``iteration`` (one ``run()``, the whole problem); no ``e_step``/``m_step``.
     """
 
     workload: str
@@ -72,6 +76,7 @@ class MeasureSpec:
     probe: bool = False
     data_file: str | None = None
     init_file: str | None = None
+    problem: str = "gmm"
 
     @property
     def config_id(self) -> str:
@@ -113,8 +118,15 @@ def save_inputs(workload: str, n: int, seed: int, directory: Path) -> tuple[str,
     import numpy as np
 
     from harness.model.gmm import initial_params
+    from harness.model.problems import problem_of_workload
     from harness.model.workloads import make_workload
 
+    problem = problem_of_workload(workload)
+    if problem.name != "gmm":
+        directory.mkdir(parents=True, exist_ok=True)
+        data_path = directory / f"{workload}-n{int(n)}-s{seed}.npy"
+        np.save(data_path, problem.generate(workload, n, seed=seed), allow_pickle=False)
+        return str(data_path), ""
     dataset = make_workload(workload, n, seed=seed)
     init = initial_params(dataset.X, dataset.k, seed=seed)
     directory.mkdir(parents=True, exist_ok=True)
@@ -132,6 +144,8 @@ def load_inputs(spec: MeasureSpec) -> tuple[Any, Any]:
     from harness.model.gmm import GMMParams, initial_params
     from harness.model.workloads import Dataset, make_workload
 
+    if spec.problem != "gmm":
+        return _load_micro_input(spec), None
     if spec.data_file is None or spec.init_file is None:
         dataset = make_workload(spec.workload, spec.n, seed=spec.seed)
         return dataset, initial_params(dataset.X, dataset.k, seed=spec.seed)
@@ -184,6 +198,41 @@ def iteration_seconds_at(points: Sequence[tuple[int, float]], n: int) -> float:
     return max(t2 + slope * (n - n2), t2 if n >= n2 else 0.0)
 
 
+@dataclass(frozen=True)
+class MicroInput:
+    """A micro-problem's data, shaped like :class:`~harness.model.workloads.Dataset`."""
+
+    name: str
+    X: Any  # ndarray of float64, shape (n,)
+    d: int = 1
+    k: int = 0
+
+
+def _load_micro_input(spec: MeasureSpec) -> MicroInput:
+    import numpy as np
+
+    from harness.model.problems import get_problem
+
+    if spec.data_file:
+        x = np.load(spec.data_file, allow_pickle=False)
+    else:
+        x = get_problem(spec.problem).generate(spec.workload, spec.n, seed=spec.seed)
+    if x.shape != (spec.n,):
+        raise InvalidParameterError(f"{spec.data_file} holds {x.shape}, expected ({spec.n},)")
+    return MicroInput(spec.workload, x)
+
+
+def phases_of(spec: MeasureSpec, kind: str | None = None) -> tuple[str, ...]:
+    """The phases timed for the spec's problem and strategy kind.
+
+    Micro-problems: ``prepare`` and ``iteration``; a ``library`` strategy:
+    :data:`~harness.sweep.results.LIBRARY_PHASES`; otherwise :data:`~harness.sweep.results.PHASES`.
+    """
+    if spec.problem != "gmm":
+        return ("prepare", "iteration")
+    return phases_for(kind)
+
+
 def calls_per_phase(spec: MeasureSpec) -> int:
     """Timed calls (counting calibration and warm-ups) of each phase of a configuration."""
     if spec.processes == 0:
@@ -202,6 +251,8 @@ def configuration_seconds(iteration_seconds: float, spec: MeasureSpec) -> float:
     t = float(iteration_seconds)
     floor = spec.min_time
     per_round = max(t, floor) + 2 * max(t / 2, floor) + floor
+    if spec.problem != "gmm":  # no e_step / m_step phases
+        per_round = max(t, floor) + floor
     return spec.check_iterations * t + calls_per_phase(spec) * per_round
 
 

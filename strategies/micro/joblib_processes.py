@@ -1,0 +1,141 @@
+"""``summarize-joblib-processes`` and ``pairwise-joblib-processes``: joblib's loky pool.
+
+``prepare`` writes the vector once into a file in a private folder (in /dev/shm when
+it exists, i.e. shared memory) and opens it as a read-only ``np.memmap``; joblib
+passes memmap-backed arrays to its workers by reference (file name and offset, never
+the data), so each task carries a few hundred bytes. One ``joblib.Parallel`` (loky,
+one BLAS/OpenMP thread per worker) is entered in ``prepare``, its workers started by
+a first call, and reused by every ``run``: one task per worker, each running the
+one-thread kernel on its range. ``close`` leaves the ``Parallel``, stops loky's
+workers and deletes the folder (also on an exception in ``prepare`` and at GC).
+
+With ``workers=1`` joblib runs the task in the calling process (its rule for
+``n_jobs=1``): no worker is started; :meth:`runtime_info` says ``backend: sequential``.
+The 2-worker speed-up of this strategy is therefore over plain in-process work.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+import weakref
+
+import numpy as np
+
+from strategies.micro.base import CompiledMicroStrategy, combine, serial_kernel, task_bounds
+from strategies.micro.multiprocessing_pool import SEGMENT_PREFIX
+
+
+def _temp_root() -> str | None:
+    shm = "/dev/shm"
+    return shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
+
+
+def _task(problem: str, x: np.ndarray, start: int, stop: int) -> float:
+    import kernels
+
+    return serial_kernel(kernels.load_micro(), problem)(x, start, stop)
+
+
+def _pid() -> int:
+    return os.getpid()
+
+
+class _Resources:
+    def __init__(self) -> None:
+        self.parallel = None
+        self.folder: str | None = None
+
+
+def _release(resources: _Resources) -> None:
+    parallel, resources.parallel = resources.parallel, None
+    if parallel is not None:
+        # joblib has no public handle on the loky executor behind a Parallel.
+        executor = getattr(getattr(parallel, "_backend", None), "_workers", None)
+        with contextlib.suppress(Exception):
+            parallel.__exit__(None, None, None)
+        if executor is not None:
+            with contextlib.suppress(Exception):
+                executor.terminate(kill_workers=False)
+    folder, resources.folder = resources.folder, None
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+class _JoblibProcessesMicro(CompiledMicroStrategy):
+    kind = "processes"
+    parallel = True
+    releases_gil = False
+
+    def __init__(self, workers: int = 1) -> None:
+        super().__init__(workers)
+        self._resources = _Resources()
+        self._finalizer = weakref.finalize(self, _release, self._resources)
+        self._shared: np.ndarray | None = None
+        self._pids: list[int] = []
+
+    def _setup(self, x: np.ndarray) -> None:
+        from joblib import Parallel, delayed
+        from joblib._parallel_backends import LokyBackend
+
+        super()._setup(x)
+        resources = self._resources
+        n = x.shape[0]
+        if n:
+            resources.folder = tempfile.mkdtemp(
+                prefix=f"{SEGMENT_PREFIX}joblib_{os.getpid()}_", dir=_temp_root()
+            )
+            path = os.path.join(resources.folder, "x.dat")
+            writable = np.memmap(path, dtype=np.float64, mode="w+", shape=(n,))
+            writable[:] = x
+            writable.flush()
+            del writable
+            self._shared = np.memmap(path, dtype=np.float64, mode="r", shape=(n,))
+        else:
+            self._shared = x
+        resources.parallel = Parallel(
+            n_jobs=self.workers, backend=LokyBackend(inner_max_num_threads=1), batch_size=1
+        )
+        resources.parallel.__enter__()
+        self._pids = sorted(set(resources.parallel(delayed(_pid)() for _ in range(self.workers))))
+
+    def _teardown(self) -> None:
+        self._shared = None
+        _release(self._resources)
+
+    def run(self) -> object:
+        from joblib import delayed
+
+        parallel = self._resources.parallel
+        n = self.x.shape[0]
+        if parallel is None:
+            raise RuntimeError(f"strategy {self.name!r}: the pool is closed")
+        shared = self._shared
+        partials = parallel(
+            delayed(_task)(self.problem, shared, start, stop)
+            for start, stop in task_bounds(n, self.workers)
+        )
+        return combine(self.problem, n, list(partials))
+
+    def runtime_info(self) -> dict[str, object]:
+        info = super().runtime_info()
+        if info:
+            in_process = self._pids == [os.getpid()]
+            info["backend"] = "sequential" if in_process else "loky"
+            info["data_sharing"] = "memmap" if self._resources.folder else "none"
+            info["worker_pids"] = list(self._pids)
+        return info
+
+
+class SummarizeJoblibProcesses(_JoblibProcessesMicro):
+    name = "summarize-joblib-processes"
+    problem = "summarize"
+    description = "joblib loky processes, x memmapped once, one chunk per worker"
+
+
+class PairwiseJoblibProcesses(_JoblibProcessesMicro):
+    name = "pairwise-joblib-processes"
+    problem = "pairwise"
+    description = "joblib loky processes, x memmapped once, one row block per worker"

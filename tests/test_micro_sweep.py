@@ -1,0 +1,136 @@
+"""The problem axis through the sweep: a tiny run over both micro-problems, its chart and
+report section, and results folders from before the axis (GMM only)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from harness.report import overhead
+from harness.sweep.results import load_table
+
+ROOT = Path(__file__).resolve().parents[1]
+BASELINE = ROOT / "results" / "baseline"
+
+
+def _harness(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "harness", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="module")
+def micro_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("micro") / "run"
+    strategies = "summarize-cython,summarize-openmp,pairwise-python,pairwise-joblib-threads"
+    result = _harness(
+        "run",
+        "--quick",
+        "--problems",
+        "summarize,pairwise",
+        "--sizes",
+        "256,1024",
+        "--workers",
+        "1,2",
+        "--strategies",
+        strategies,
+        "--out",
+        str(out),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return out
+
+
+def test_micro_sweep_writes_the_problem_column_and_timed_runs(micro_run: Path) -> None:
+    table = load_table(micro_run)
+    assert set(table["problem"]) == {"summarize", "pairwise"}
+    by_workload = table.groupby("workload")["problem"].unique().to_dict()
+    assert list(by_workload["summarize-normal"]) == ["summarize"]
+    assert list(by_workload["pairwise-normal"]) == ["pairwise"]
+    # Each workload ran only its own problem's strategies.
+    pairs = set(table[["workload", "strategy"]].itertuples(index=False, name=None))
+    assert all(strategy.split("-")[0] == workload.split("-")[0] for workload, strategy in pairs)
+    ok = table[table["status"] == "ok"]
+    assert set(ok["phase"]) == {"prepare", "iteration"}
+    assert (ok["seconds"] > 0).all()
+    assert not (table["status"] == "failed").any(), table[table["status"] == "failed"]["error"]
+
+
+def test_micro_sweep_produces_the_overhead_chart_and_section(micro_run: Path) -> None:
+    result = _harness("plot", str(micro_run), "--no-fitted-model")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (micro_run / "charts" / "overhead.png").is_file()
+    report = (micro_run / "report.md").read_text()
+    assert "## Overhead against work (micro-problems)" in report
+    assert "charts/overhead.png" in report
+    frame = overhead.overhead_frame(load_table(micro_run))
+    assert set(frame["strategy"]) == {"summarize-openmp", "pairwise-joblib-threads"}
+    pairwise = frame[frame["problem"] == "pairwise"]
+    # two tasks at 2 workers: n^2 / 2 pair operations each
+    assert sorted(pairwise["work_per_task"]) == [256 * 256 / 2, 1024 * 1024 / 2]
+    assert "`summarize-openmp`" in report and "`pairwise-joblib-threads`" in report
+
+
+def test_unknown_problem_is_one_clear_error(tmp_path: Path) -> None:
+    result = _harness("run", "--quick", "--problems", "nope", "--out", str(tmp_path / "x"))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: unknown problem 'nope'; valid problems: gmm, summarize, pairwise"
+    ]
+
+
+def test_micro_workload_needs_its_problem(tmp_path: Path) -> None:
+    result = _harness(
+        "run", "--quick", "--workloads", "pairwise-normal", "--out", str(tmp_path / "x")
+    )
+    assert result.returncode == 2
+    assert "unknown workload(s) 'pairwise-normal' for problem(s) gmm" in result.stderr
+
+
+# ---- crossings ---------------------------------------------------------------------------
+
+
+def _frame(work: list[float], speedup: list[float]) -> pd.DataFrame:
+    return pd.DataFrame({"work_per_task": work, "speedup": speedup})
+
+
+def test_crossing_is_interpolated_between_measured_sizes() -> None:
+    found = overhead.crossing(_frame([1e3, 1e5, 1e7], [0.5, 0.5, 1.5]), 1.0)
+    assert found.work == pytest.approx(1e6) and not found.already
+    assert overhead.crossing(_frame([1e3, 1e5], [0.5, 0.9]), 1.0).work is None
+    already = overhead.crossing(_frame([1e3, 1e5], [1.9, 1.95]), 1.8)
+    assert already.already and already.work == 1e3
+
+
+# ---- results from before the problem axis --------------------------------------------------
+
+
+def test_gmm_only_results_folder_still_loads_plots_and_compares(tmp_path: Path) -> None:
+    if not (BASELINE / "results.csv").is_file():
+        pytest.skip("no committed baseline")
+    before = pd.read_csv(BASELINE / "results.csv")
+    assert "problem" not in before.columns  # written before the problem axis
+    table = load_table(BASELINE)
+    assert set(table["problem"]) == {"gmm"}
+    run = tmp_path / "baseline"
+    shutil.copytree(BASELINE, run)
+    shutil.rmtree(run / "charts", ignore_errors=True)
+    plotted = _harness("plot", str(run), "--no-fitted-model")
+    assert plotted.returncode == 0, plotted.stdout + plotted.stderr
+    report = (run / "report.md").read_text()
+    assert "Overhead against work" not in report  # no micro-problem in it
+    assert (run / "charts" / "speedup.png").is_file()
+    compared = _harness("compare", "--phase", "iteration", str(BASELINE), str(BASELINE))
+    assert compared.returncode in (0, 1), compared.stdout + compared.stderr
+    assert "error:" not in compared.stderr
+    assert np.isfinite(pd.to_numeric(table["seconds"], errors="coerce")).any()
