@@ -335,6 +335,8 @@ def compare_samples(
 def _load_run(run_dir: str | Path, label: str) -> tuple[dict, pd.DataFrame]:
     """Meta and table of one run, with seconds numeric and the key columns typed."""
     path = Path(run_dir)
+    if path.exists() and not path.is_dir():
+        raise DataFileError(f"{label} is not a folder: {run_dir} (give a results folder)")
     if not path.is_dir():
         raise DataFileError(f"{label} folder does not exist: {run_dir}")
     meta = load_meta(path)

@@ -108,15 +108,25 @@ def load_meta(run_dir: str | Path) -> dict:
     Raises
     ------
     DataFileError
-        If the folder or the file is missing or not valid JSON.
+        If the folder or the file is missing, not valid JSON (truncated), or not the
+        metadata of a run (not an object, or without ``schema_version``).
     """
     path = Path(run_dir) / META_FILE
     if not path.is_file():
         raise DataFileError(f"not a results folder (no {META_FILE}): {run_dir}")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise DataFileError(f"{path} is not valid JSON: {exc}") from exc
+        meta = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataFileError(f"{path} is not valid JSON (truncated or damaged?): {exc}") from exc
+    except OSError as exc:
+        raise DataFileError(f"cannot read {path}: {exc}") from exc
+    if not isinstance(meta, dict) or "schema_version" not in meta:
+        what = "an empty object" if meta == {} else f"a JSON {type(meta).__name__}"
+        raise DataFileError(
+            f"{path} is {what} without a schema_version: not the metadata of a run "
+            "(written by `python -m harness run`), or damaged"
+        )
+    return meta
 
 
 def load_table(run_dir: str | Path) -> pd.DataFrame:

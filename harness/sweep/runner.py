@@ -106,7 +106,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from harness.model.args import positive_int
+from harness.model import args as types
 from harness.model.errors import DataFileError, InvalidParameterError
 from harness.model.threads import OversubscriptionWarning, thread_env, usable_cores
 from harness.sweep.measure import (
@@ -304,35 +304,11 @@ def _split(values: Sequence[str] | str | None) -> list[str]:
 
 
 def _parse_size(text: str) -> int:
-    try:
-        value = float(text.replace("_", ""))
-    except ValueError:
-        raise InvalidParameterError(
-            f"--sizes: expected sizes such as 100000 or 1e5, got {text!r}"
-        ) from None
-    if not math.isfinite(value) or value < 1 or value != int(value):
-        raise InvalidParameterError(f"--sizes: expected whole sizes >= 1, got {text!r}")
-    return int(value)
+    return types.as_parameter_error(types.size, text, "--sizes")
 
 
 def _parse_workers(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise InvalidParameterError(f"--workers: expected whole numbers, got {text!r}") from None
-    if value < 1:
-        raise InvalidParameterError(f"--workers: expected numbers >= 1, got {value}")
-    return value
-
-
-def _budget(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected seconds > 0 (or inf), got {text!r}")
-    return value
+    return types.as_parameter_error(types.workers, text, "--workers")
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -367,7 +343,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--iterations",
-        type=positive_int,
+        type=types.positive_int,
         default=None,
         metavar="N",
         help="timed values per phase and process (each value of the "
@@ -386,7 +362,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="pyperf worker processes per phase, more values (slow)",
     )
     parser.add_argument(
-        "--out", default=None, metavar="DIR", help="results folder (default: results/<timestamp>)"
+        "--out",
+        type=types.output_folder,
+        default=None,
+        metavar="DIR",
+        help="results folder (default: results/<timestamp>)",
     )
     parser.add_argument(
         "--resume",
@@ -396,7 +376,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--time-budget",
-        type=_budget,
+        type=types.seconds_or_inf,
         default=None,
         metavar="SECONDS",
         help="skip a configuration whose estimated timed work exceeds this "
@@ -407,8 +387,26 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     """Run the sweep ``args`` describe (see :func:`configure_parser`)."""
     sweep = resolve_sweep(args)
+    check_sweep_memory(sweep)  # before the folder or any data exists
     with terminate_as_interrupt():
         return SweepRunner(sweep).run()
+
+
+def check_sweep_memory(sweep: Sweep) -> None:
+    """Refuse a sweep whose largest size of a workload cannot fit in memory now.
+
+    Estimated for the most memory-hungry kind of strategy in the sweep (process
+    strategies keep a second copy of the data for their workers).
+    """
+    import strategies
+    from harness.model.footprint import check_fits
+    from harness.model.workloads import WORKLOADS
+
+    kinds = {strategies.get_info(name).kind for name in sweep.strategies}
+    kind = "processes" if kinds & {"processes", "distributed"} else "serial"
+    for workload in sweep.workloads:
+        spec = WORKLOADS[workload]
+        check_fits(max(sweep.sizes[workload]), spec.d, spec.k, kind=kind, what=workload)
 
 
 # ---- resolving options ---------------------------------------------------------------
