@@ -275,7 +275,8 @@ def _load_csv(path: Path) -> tuple[np.ndarray, str | None]:
                 path,
                 delimiter=",",
                 ndmin=2,
-                skiprows=header_rows if header is not None else 0,
+                # leading blank lines, and the header when there is one
+                skiprows=header_rows if header is not None else header_rows - 1,
                 dtype=np.float64,
                 encoding=_CSV_ENCODING,
             )
