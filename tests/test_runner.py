@@ -36,8 +36,15 @@ from harness.sweep.measure import (
     slowdown_for,
 )
 from harness.sweep.metadata import collect_metadata
-from harness.sweep.results import COLUMNS, PHASES, PYPERF_DIR, load_meta, load_table
-from harness.sweep.runner import resolve_sweep
+from harness.sweep.plan import resolve_sweep
+from harness.sweep.results import (
+    COLUMNS,
+    PHASES,
+    PYPERF_DIR,
+    RUN_METADATA_COLUMNS,
+    load_meta,
+    load_table,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 VALUES = 3  # the quick protocol's values per phase
@@ -300,9 +307,9 @@ while True:
 def test_kill_group_lets_the_resource_tracker_unlink_a_dead_owners_segment(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from harness.sweep import runner
+    from harness.sweep import processes
 
-    monkeypatch.setattr(runner, "STOP_GRACE_SECONDS", 0.5)
+    monkeypatch.setattr(processes, "STOP_GRACE_SECONDS", 0.5)
     name = f"gmmh_test_{os.getpid()}"
     process = subprocess.Popen(
         [sys.executable, "-c", _HUNG_OWNER, name],
@@ -313,12 +320,12 @@ def test_kill_group_lets_the_resource_tracker_unlink_a_dead_owners_segment(
     try:
         assert process.stdout.readline().strip() == "ready"
         assert (SHM / name).exists()
-        assert runner._kill_group(process) is True  # deaf to SIGTERM: killed
+        assert processes.kill_group(process) is True  # deaf to SIGTERM: killed
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait()
-    assert not runner._group_alive(process.pid)
+    assert not processes.group_alive(process.pid)
     assert not (SHM / name).exists()
 
 
@@ -500,18 +507,8 @@ def test_fault_hooks_parse_and_reject_bad_values(monkeypatch: pytest.MonkeyPatch
 
 def test_metadata_has_what_the_table_repeats() -> None:
     metadata = collect_metadata()
-    for key in (
-        "cpu_model",
-        "usable_cores",
-        "python_version",
-        "numpy_version",
-        "blas",
-        "cython_version",
-        "compiler_flags",
-        "openmp",
-        "git_commit",
-        "date",
-    ):
-        assert key in metadata, key
+    for key in RUN_METADATA_COLUMNS:
+        if key != "run_id":  # the runner's, not the machine's
+            assert key in metadata, key
     assert metadata["usable_cores"] >= 1
     assert len(metadata["git_commit"]) == 40 or metadata["git_commit"] == "unknown"

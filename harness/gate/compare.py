@@ -77,7 +77,13 @@ import pandas as pd
 from scipy import stats
 
 from harness.model.errors import DataFileError, HarnessError, InvalidParameterError
-from harness.sweep.results import PHASES, load_meta, load_table
+from harness.sweep.results import (
+    HOST_COLUMNS,
+    PHASES,
+    SOFTWARE_COLUMNS,
+    load_meta,
+    load_table,
+)
 
 HELP = (
     "compare two result folders: ratio of medians with a bootstrap confidence interval "
@@ -89,17 +95,8 @@ HELP = (
 KEY_COLUMNS = ("workload", "n", "strategy", "workers", "phase")
 #: Verdicts in the order reports list them.
 VERDICTS = ("slower", "faster", "unchanged", "missing")
-#: Metadata columns that must match unless ``--allow-different-hosts``.
-HOST_COLUMNS = ("cpu_model", "usable_cores")
-#: Metadata columns whose differences are reported but allowed.
-SOFTWARE_COLUMNS = (
-    "python_version",
-    "numpy_version",
-    "blas",
-    "cython_version",
-    "compiler_flags",
-    "openmp",
-)
+# Metadata columns: HOST_COLUMNS must match unless ``--allow-different-hosts``;
+# differences in SOFTWARE_COLUMNS are reported but allowed.
 #: Protocol fields (``meta.json`` ``sweep.protocol``) that change the data: refused.
 PROTOCOL_DATA = ("seed",)
 #: Protocol fields that may differ freely: more values only sharpen the comparison.

@@ -91,6 +91,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.model.errors import HarnessError, InvalidParameterError, StrategyUnavailableError
+from harness.sweep.processes import terminate_as_interrupt
 from harness.sweep.results import PHASES, config_id
 
 #: EM iterations from the common start behind ``final_loglik`` (the correctness
@@ -799,31 +800,6 @@ def _parser(runner: Any) -> argparse.ArgumentParser:
         "--pyperf-out", help="where the configuration process writes the pyperf suite"
     )
     return parser
-
-
-def _raise_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
-@contextlib.contextmanager
-def terminate_as_interrupt() -> Iterator[None]:
-    """Inside the block SIGTERM stops the process as Ctrl-C does: ``finally`` blocks run.
-
-    Used by the runner (a terminated sweep must not leave its measurement process, in
-    a session of its own, running with nobody to collect it) and by the measurement
-    process itself (the runner stops an overrunning configuration with SIGTERM first;
-    by default SIGTERM would end it at once, leaving its pool workers, shared-memory
-    segments and memmap folders to the resource trackers).
-    """
-    try:
-        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -29,8 +29,9 @@ is :func:`config_id`. Phases are :data:`PHASES`:
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from harness.model.errors import DataFileError
 
@@ -52,49 +53,63 @@ STATUSES = ("ok", "skipped", "failed")
 #: Identity of a configuration.
 CONFIG_COLUMNS = ("workload", "n", "d", "k", "strategy", "workers")
 
-#: Columns of the tidy table, in order. The first nine are the measurement itself.
-COLUMNS = (
-    "workload",  # str: schreiber / quinn / highdim / file name
-    "n",  # int: points
-    "d",  # int: features
-    "k",  # int: components
-    "strategy",  # str: registry name
-    "kind",  # str: serial / threads / processes / openmp / distributed
-    "workers",  # int: requested worker count
-    "phase",  # str: one of PHASES
-    "seconds",  # float: one measured value (wall time of one call); NaN when not ok
-    "value_index",  # int: 0.. within (configuration, phase)
-    "status",  # str: ok / skipped / failed
-    "error",  # str: reason for skipped / failed, else ""
-    "config_id",  # str: see config_id()
-    "effective_workers",  # int: workers actually used (threads seen / processes started)
-    "oversubscribed",  # bool: workers > usable cores
-    "blas_threads",  # int: BLAS threads while the strategy ran (threadpoolctl)
-    "omp_threads",  # int: OpenMP threads available to the strategy
-    "used_fused",  # bool: the iteration phase used the fused one-pass path
-    "start_method",  # str: fork / spawn / forkserver for process strategies, else ""
-    "bytes_to_workers",  # float: bytes sent to workers per iteration (process strategies)
-    "bytes_from_workers",  # float: bytes received from workers per iteration
-    "peak_pss_bytes",  # float: peak proportional set size of parent + workers
-    "final_loglik",  # float: mean log-likelihood after the fixed check iterations
-    "iterations_checked",  # int: iterations behind final_loglik
+#: Columns of the tidy table, in order, and the type of each (the one definition of the
+#: table: :func:`as_table` applies it). The first nine are the measurement itself.
+COLUMN_TYPES: dict[str, str] = {
+    "workload": "str",  # schreiber / quinn / highdim / file name
+    "n": "int",  # points
+    "d": "int",  # features
+    "k": "int",  # components
+    "strategy": "str",  # registry name
+    "kind": "str",  # serial / threads / processes / openmp / distributed
+    "workers": "int",  # requested worker count
+    "phase": "str",  # one of PHASES
+    "seconds": "float",  # one measured value (wall time of one call); NaN when not ok
+    "value_index": "int",  # 0.. within (configuration, phase)
+    "status": "str",  # ok / skipped / failed
+    "error": "str",  # reason for skipped / failed, else ""
+    "config_id": "str",  # see config_id()
+    "effective_workers": "int",  # workers actually used (threads seen / processes started)
+    "oversubscribed": "bool",  # workers > usable cores
+    "blas_threads": "int",  # BLAS threads while the strategy ran (threadpoolctl)
+    "omp_threads": "int",  # OpenMP threads available to the strategy
+    "used_fused": "bool",  # the iteration phase used the fused one-pass path
+    "start_method": "str",  # fork / spawn / forkserver for process strategies, else ""
+    "bytes_to_workers": "float",  # bytes sent to workers per iteration (process strategies)
+    "bytes_from_workers": "float",  # bytes received from workers per iteration
+    "peak_pss_bytes": "float",  # peak proportional set size of parent + workers
+    "final_loglik": "float",  # mean log-likelihood after the fixed check iterations
+    "iterations_checked": "int",  # iterations behind final_loglik
     # run metadata, repeated on every row so any row stands on its own
-    "run_id",
-    "cpu_model",
-    "usable_cores",
+    "run_id": "str",
+    "cpu_model": "str",
+    "usable_cores": "int",
+    "python_version": "str",
+    "numpy_version": "str",
+    "blas": "str",
+    "cython_version": "str",
+    "compiler_flags": "str",
+    "openmp": "bool",
+    "git_commit": "str",
+    "date": "str",
+}
+COLUMNS = tuple(COLUMN_TYPES)
+
+
+#: The run-metadata columns at the end of :data:`COLUMNS`, repeated on every row.
+RUN_METADATA_COLUMNS = COLUMNS[COLUMNS.index("run_id") :]
+#: The run-metadata columns that say which machine measured: comparing timings of
+#: different ones compares machines, not code.
+HOST_COLUMNS = ("cpu_model", "usable_cores")
+#: The run-metadata columns that say which software measured.
+SOFTWARE_COLUMNS = (
     "python_version",
     "numpy_version",
     "blas",
     "cython_version",
     "compiler_flags",
     "openmp",
-    "git_commit",
-    "date",
 )
-
-
-#: The run-metadata columns at the end of :data:`COLUMNS`, repeated on every row.
-RUN_METADATA_COLUMNS = COLUMNS[COLUMNS.index("run_id") :]
 
 
 def config_id(workload: str, n: int, strategy: str, workers: int) -> str:
@@ -152,3 +167,39 @@ def load_table(run_dir: str | Path) -> pd.DataFrame:
     if "error" in table.columns:
         table["error"] = table["error"].astype(object).fillna("")
     return table
+
+
+def as_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Rows as a DataFrame with :data:`COLUMNS` in order, typed by :data:`COLUMN_TYPES`.
+
+    Integers and booleans are pandas' nullable types (a skipped row has no thread
+    count); text columns hold "" rather than NaN, so CSV and Parquet agree.
+    """
+    import pandas as pd
+
+    table = pd.DataFrame(rows, columns=list(COLUMNS))
+    for column, kind in COLUMN_TYPES.items():
+        values = table[column]
+        if kind == "int":
+            table[column] = pd.to_numeric(values, errors="coerce").round().astype("Int64")
+        elif kind == "bool":
+            table[column] = values.map(_bool_or_na).astype("boolean")
+        elif kind == "float":
+            table[column] = pd.to_numeric(values, errors="coerce").astype("float64")
+        else:
+            table[column] = values.map(lambda v: "" if _is_missing(v) else str(v)).astype(object)
+    return table
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _bool_or_na(value: Any) -> Any:
+    import pandas as pd
+
+    if _is_missing(value) or value is pd.NA:
+        return pd.NA
+    if isinstance(value, str):
+        return {"true": True, "false": False}.get(value.strip().lower(), pd.NA)
+    return bool(value)

@@ -14,15 +14,21 @@ with threadpoolctl and reports what it saw. Results go to ``results/<run-id>/`` 
 layout of :mod:`harness.sweep.results` (``meta.json``, ``results.csv`` and
 ``results.parquet``, ``pyperf/<config-id>.json`` and the merged ``pyperf.json``).
 
+This module runs a sweep and keeps its results folder consistent; what to run is
+decided in :mod:`harness.sweep.plan` (options, resume, budget estimates), processes
+are started and stopped by :mod:`harness.sweep.processes`, and each configuration is
+timed by :mod:`harness.sweep.measure`. It never runs a strategy (the measurement
+process does) and writes nothing outside the run folder.
+
 Protocols (``--quick`` / default / ``--rigorous``)
 --------------------------------------------------
-See :data:`MODES`. Every protocol runs pyperf: loop calibration, warm-ups and
-several values per phase. Quick and default time in-process (the configuration's
-own fresh process is the pyperf worker); rigorous lets pyperf spawn its own worker
-processes for every phase (see :mod:`harness.sweep.measure` for why). Quick is what CI
-runs (``make bench-ci``): one size per workload, shorter values, <= 3 minutes on two
-cores; the default sweep (``make bench``) is every strategy on the three workloads
-at two or three sizes each, workers 1 and 2, <= 15 minutes.
+See :data:`harness.sweep.plan.MODES`. Every protocol runs pyperf: loop calibration,
+warm-ups and several values per phase. Quick and default time in-process (the
+configuration's own fresh process is the pyperf worker); rigorous lets pyperf spawn
+its own worker processes for every phase (see :mod:`harness.sweep.measure` for why).
+Quick is what CI runs (``make bench-ci``): one size per workload, shorter values,
+<= 3 minutes on two cores; the default sweep (``make bench``) is every strategy on
+the three workloads at two or three sizes each, workers 1 and 2, <= 15 minutes.
 
 Decisions a user should know
 ----------------------------
@@ -90,35 +96,40 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime as _dt
 import json
 import math
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from harness.model import args as types
-from harness.model.errors import DataFileError, InvalidParameterError
 from harness.model.threads import OversubscriptionWarning, thread_env, usable_cores
 from harness.sweep.measure import (
-    CHECK_ITERATIONS,
     MeasureSpec,
     benchmark_name,
     configuration_seconds,
-    iteration_seconds_at,
     save_inputs,
-    terminate_as_interrupt,
 )
 from harness.sweep.metadata import collect_metadata, now_iso, row_metadata
+from harness.sweep.plan import (
+    Configuration,
+    Estimator,
+    Sweep,
+    build_configurations,
+    resolve_sweep,
+)
+from harness.sweep.processes import (
+    death_reason,
+    interrupts_deferred,
+    run_in_own_group,
+    terminate_as_interrupt,
+)
 from harness.sweep.results import (
     COLUMNS,
     META_FILE,
@@ -128,7 +139,7 @@ from harness.sweep.results import (
     PYPERF_SUITE,
     SCHEMA_VERSION,
     TABLE_FILE,
-    config_id,
+    as_table,
     load_meta,
     load_table,
 )
@@ -138,7 +149,6 @@ HELP = (
     "results/<run-id>/ (pyperf JSON, tidy CSV/Parquet table, meta.json)"
 )
 
-RESULTS_ROOT = Path("results")
 WORK_DIR = ".work"  # inside the run folder: inputs, specs, logs in flight; removed at the end
 LOG_DIR = "logs"  # inside the run folder: the output of configurations that failed
 
@@ -155,82 +165,6 @@ UNBOUNDED_TIMEOUT = 3600.0
 PROBE_MARGIN = 4.0
 
 
-@dataclass(frozen=True)
-class Mode:
-    """A timing protocol and the sweep it runs by default.
-
-    Attributes
-    ----------
-    warmups, values : int
-        pyperf warm-up and kept values per phase (per process); ``values`` is what
-        ``--iterations`` sets.
-    processes : int
-        0: time in the configuration's own process; P: pyperf worker processes per phase.
-    min_time : float
-        pyperf's minimum seconds per value (sets the loop count of fast phases).
-    time_budget : float
-        Default ``--time-budget`` (seconds per configuration).
-    sizes : dict
-        Default sizes (n) per workload.
-    """
-
-    name: str
-    warmups: int
-    values: int
-    processes: int
-    min_time: float
-    time_budget: float
-    sizes: dict[str, tuple[int, ...]]
-
-
-# Default sizes: a decade apart, ending at the workload's own size (the size axis
-# of the charts). Quick keeps schreiber at 1e5, where parallel speedup is already
-# visible (the CI expectations check it there), and the others small.
-#
-# Durations on the project's 2-core machine decide the rest. A configuration costs
-# about a second of process start, imports and the check, plus per phase one
-# calibration and warmups + values calls of at least min_time each: with min_time at
-# pyperf's 0.1 s the small configurations were two thirds pyperf floor; 0.05 s (20 ms
-# quick) keeps every value far above timer resolution for these millisecond calls.
-# The default budget of 45 s lets the NumPy/SciPy strategies run at 4M points (about
-# 13 iterations' worth, 2-4 s each) and leaves pure Python at 400k out.
-_DEFAULT_SIZES = {
-    "schreiber": (40_000, 400_000, 4_000_000),
-    "quinn": (13_000, 130_000),
-    "highdim": (20_000, 200_000),
-}
-_QUICK_SIZES = {"schreiber": (100_000,), "quinn": (5_000,), "highdim": (5_000,)}
-
-MODES: dict[str, Mode] = {
-    "quick": Mode(
-        "quick",
-        warmups=1,
-        values=3,
-        processes=0,
-        min_time=0.02,
-        time_budget=10.0,
-        sizes=_QUICK_SIZES,
-    ),
-    "default": Mode(
-        "default",
-        warmups=1,
-        values=3,
-        processes=0,
-        min_time=0.05,
-        time_budget=45.0,
-        sizes=_DEFAULT_SIZES,
-    ),
-    "rigorous": Mode(
-        "rigorous",
-        warmups=1,
-        values=5,
-        processes=3,
-        min_time=0.1,
-        time_budget=600.0,
-        sizes=_DEFAULT_SIZES,
-    ),
-}
-
 #: Keys of ``Strategy.runtime_info()`` that say how many workers actually ran, in order
 #: of preference.
 _EFFECTIVE_WORKER_KEYS = (
@@ -241,74 +175,6 @@ _EFFECTIVE_WORKER_KEYS = (
     "workers_started",
     "n_workers",
 )
-
-
-@dataclass(frozen=True)
-class Protocol:
-    """What makes two runs' timings comparable; a resumed run must keep it."""
-
-    mode: str
-    warmups: int
-    values: int
-    processes: int
-    min_time: float
-    check_iterations: int
-    seed: int
-
-
-@dataclass(frozen=True)
-class Configuration:
-    """One ``(workload, n, strategy, workers)`` of a sweep and what is known up front."""
-
-    workload: str
-    n: int
-    d: int
-    k: int
-    strategy: str
-    kind: str
-    workers: int
-    oversubscribed: bool
-    skip_reason: str = ""  # decided before any process starts (unavailable, serial)
-
-    @property
-    def config_id(self) -> str:
-        return config_id(self.workload, self.n, self.strategy, self.workers)
-
-
-@dataclass
-class Sweep:
-    """A resolved sweep: every option decided, validated, ready to run."""
-
-    run_dir: Path
-    run_id: str
-    protocol: Protocol
-    time_budget: float
-    workloads: list[str]
-    sizes: dict[str, list[int]]
-    workers: list[int]
-    strategies: list[str]
-    arguments: dict[str, Any] = field(default_factory=dict)  # as stored in meta.json
-    resume: bool = False
-
-
-# ---- command line --------------------------------------------------------------------
-
-
-def _split(values: Sequence[str] | str | None) -> list[str]:
-    """``["a,b", "c"]`` -> ``["a", "b", "c"]``."""
-    if values is None:
-        return []
-    if isinstance(values, str):
-        values = [values]
-    return [item.strip() for value in values for item in value.split(",") if item.strip()]
-
-
-def _parse_size(text: str) -> int:
-    return types.as_parameter_error(types.size, text, "--sizes")
-
-
-def _parse_workers(text: str) -> int:
-    return types.as_parameter_error(types.workers, text, "--workers")
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -330,7 +196,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="N1,N2,...",
         help="values of n, for every workload (accepts 1e5, 100_000; "
-        "default: per workload, see MODES in harness/sweep/runner.py)",
+        "default: per workload, see MODES in harness/sweep/plan.py)",
     )
     parser.add_argument(
         "--workers", default=None, metavar="W1,W2,...", help="worker counts (default: 1,2)"
@@ -409,291 +275,6 @@ def check_sweep_memory(sweep: Sweep) -> None:
         check_fits(max(sweep.sizes[workload]), spec.d, spec.k, kind=kind, what=workload)
 
 
-# ---- resolving options ---------------------------------------------------------------
-
-
-def latest_run(root: Path = RESULTS_ROOT) -> Path:
-    """The most recently written run folder under ``root`` (not the CI baseline)."""
-    candidates = [
-        path
-        for path in root.glob("*/")
-        if path.is_dir() and (path / META_FILE).is_file() and path.name != "baseline"
-    ]
-    if not candidates:
-        raise DataFileError(f"nothing to resume: no run folder with {META_FILE} under {root}/")
-    return max(candidates, key=lambda path: (path / META_FILE).stat().st_mtime)
-
-
-def _new_run_id(root: Path) -> str:
-    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    run_id, suffix = stamp, 1
-    while (root / run_id).exists():
-        suffix += 1
-        run_id = f"{stamp}-{suffix}"
-    return run_id
-
-
-def resolve_sweep(args: argparse.Namespace) -> Sweep:
-    """Decide every option: explicit ones, else the resumed run's, else the protocol's.
-
-    Raises
-    ------
-    HarnessError
-        Unknown workload or strategy (with the valid names), bad sizes or worker
-        counts, a folder that exists without ``--resume``, or one that cannot be
-        resumed (other schema or timing protocol).
-    """
-    import strategies
-    from harness.model.workloads import WORKLOADS
-
-    stored: dict[str, Any] = {}
-    if args.resume:
-        run_dir = Path(args.out) if args.out else latest_run()
-        meta = load_meta(run_dir)
-        schema = meta.get("schema_version")
-        if schema != SCHEMA_VERSION:
-            raise DataFileError(
-                f"cannot resume {run_dir}: it was written with results schema {schema!r}, "
-                f"this harness writes schema {SCHEMA_VERSION}; start a new run"
-            )
-        stored = dict(meta.get("sweep") or {})
-        _warn_other_machine(meta, run_dir)
-        run_id = str(meta.get("run_id") or run_dir.name)
-    elif args.out:
-        run_dir = Path(args.out)
-        if run_dir.exists() and any(run_dir.iterdir()):
-            raise InvalidParameterError(
-                f"{run_dir} exists and is not empty; add --resume to continue that run or "
-                "choose another --out"
-            )
-        run_id = run_dir.name
-    else:
-        run_id = _new_run_id(RESULTS_ROOT)
-        run_dir = RESULTS_ROOT / run_id
-
-    explicit_mode = "quick" if args.quick else "rigorous" if args.rigorous else None
-    mode_name = explicit_mode or stored.get("mode") or "default"
-    if args.resume and explicit_mode and stored.get("mode") not in (None, explicit_mode):
-        raise InvalidParameterError(
-            f"{run_dir} was measured with the {stored['mode']} protocol; resume it without "
-            f"--{explicit_mode} (timings of different protocols are not mixed)"
-        )
-    mode = MODES[mode_name]
-    values = args.iterations or stored.get("iterations") or mode.values
-    if args.resume and args.iterations and stored.get("iterations") not in (None, args.iterations):
-        raise InvalidParameterError(
-            f"{run_dir} was measured with --iterations {stored['iterations']}; resume it "
-            "with the same value (timings of different protocols are not mixed)"
-        )
-    protocol = Protocol(
-        mode=mode.name,
-        warmups=mode.warmups,
-        values=int(values),
-        processes=mode.processes,
-        min_time=mode.min_time,
-        check_iterations=CHECK_ITERATIONS,
-        seed=0,
-    )
-    if args.resume and stored.get("protocol") and stored["protocol"] != asdict(protocol):
-        raise InvalidParameterError(
-            f"{run_dir} was measured with the timing protocol {stored['protocol']}, this "
-            f"harness would use {asdict(protocol)}; start a new run"
-        )
-
-    workload_names = _split(args.workloads) or list(stored.get("workloads") or WORKLOADS)
-    workload_names = [name.lower() for name in workload_names]
-    unknown = [name for name in workload_names if name not in WORKLOADS]
-    if unknown:
-        raise InvalidParameterError(
-            f"unknown workload(s) {', '.join(map(repr, unknown))}; valid names: "
-            f"{', '.join(WORKLOADS)}"
-        )
-    workload_names = list(dict.fromkeys(workload_names))
-
-    size_texts = _split(args.sizes) if args.sizes is not None else stored.get("sizes")
-    if size_texts:
-        explicit_sizes = sorted({_parse_size(str(text)) for text in size_texts})
-        sizes = {name: list(explicit_sizes) for name in workload_names}
-    else:
-        explicit_sizes = None
-        sizes = {name: list(mode.sizes[name]) for name in workload_names}
-    for name in workload_names:
-        k = WORKLOADS[name].k
-        too_small = [n for n in sizes[name] if n < max(k, 2)]
-        if too_small:
-            raise InvalidParameterError(
-                f"--sizes {too_small} too small for workload {name!r}: it fits k = {k} "
-                "components, so n must be at least k (and 2)"
-            )
-
-    worker_texts = _split(args.workers) if args.workers is not None else stored.get("workers")
-    workers = sorted({_parse_workers(str(text)) for text in (worker_texts or ["1", "2"])})
-
-    if args.strategies is not None:
-        names = _split(args.strategies)
-        if not names:
-            raise InvalidParameterError("--strategies: give at least one name")
-    else:
-        names = list(stored.get("strategies") or strategies.names())
-    resolved = []
-    for name in names:
-        resolved.append(strategies.get_info(name).name)  # UnknownStrategyError lists names
-    strategy_names = list(dict.fromkeys(resolved))
-
-    budget = args.time_budget or stored.get("time_budget") or mode.time_budget
-    arguments = {
-        "mode": mode.name,
-        "iterations": protocol.values,
-        "workloads": workload_names,
-        "sizes": explicit_sizes,
-        "resolved_sizes": sizes,
-        "workers": workers,
-        "strategies": strategy_names,
-        "time_budget": budget,
-        "protocol": asdict(protocol),
-    }
-    return Sweep(
-        run_dir=run_dir,
-        run_id=run_id,
-        protocol=protocol,
-        time_budget=float(budget),
-        workloads=workload_names,
-        sizes=sizes,
-        workers=workers,
-        strategies=strategy_names,
-        arguments=arguments,
-        resume=bool(args.resume),
-    )
-
-
-def _warn_other_machine(meta: dict[str, Any], run_dir: Path) -> None:
-    before = meta.get("metadata") or {}
-    from harness.sweep.metadata import cpu_model, git_revision
-
-    now_host = {"hostname": socket.gethostname(), "cpu_model": cpu_model()}
-    for key, value in now_host.items():
-        if before.get(key) not in (None, value):
-            warnings.warn(
-                f"resuming {run_dir}, measured on {key} {before[key]!r}, on "
-                f"{value!r}: rows record where each configuration ran",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-    commit, _ = git_revision()
-    if before.get("git_commit") not in (None, commit):
-        warnings.warn(
-            f"resuming {run_dir}, started at commit {before['git_commit'][:12]}, "
-            f"at commit {commit[:12]}: rows record the commit that measured them",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-
-
-# ---- the sweep -----------------------------------------------------------------------
-
-
-def build_configurations(sweep: Sweep) -> list[Configuration]:
-    """Every configuration in run order: workload, then n ascending, strategy, workers.
-
-    Smaller sizes run first so their timings can estimate the larger ones.
-    """
-    import strategies
-    from harness.model.threads import effective_workers
-    from harness.model.workloads import WORKLOADS
-
-    smallest_workers = min(sweep.workers)
-    configurations = []
-    for workload in sweep.workloads:
-        spec = WORKLOADS[workload]
-        for n in sorted(sweep.sizes[workload]):
-            for name in sweep.strategies:
-                info = strategies.get_info(name)
-                serial = info.cls is not None and not info.cls.parallel
-                for workers in sweep.workers:
-                    _, oversubscribed = effective_workers(workers, warn=False)
-                    reason = ""
-                    if not info.available:
-                        reason = f"unavailable: {info.reason}"
-                    elif serial and workers != smallest_workers:
-                        reason = (
-                            f"serial strategy: measured at workers={smallest_workers} "
-                            "only (more workers would change nothing but BLAS threads)"
-                        )
-                    configurations.append(
-                        Configuration(
-                            workload,
-                            n,
-                            spec.d,
-                            spec.k,
-                            info.name,
-                            info.kind,
-                            workers,
-                            oversubscribed,
-                            reason,
-                        )
-                    )
-    return configurations
-
-
-class Estimator:
-    """Per-iteration seconds measured so far, by (workload, strategy, workers)."""
-
-    def __init__(self) -> None:
-        # (workload, strategy, workers) -> {n: (seconds, is_lower_bound)}
-        self._points: dict[tuple[str, str, int], dict[int, tuple[float, bool]]] = {}
-
-    def add(
-        self,
-        workload: str,
-        strategy: str,
-        workers: int,
-        n: int,
-        seconds: float,
-        *,
-        lower_bound: bool = False,
-    ) -> None:
-        """Record one iteration's seconds at ``n`` (``lower_bound``: it took at least that)."""
-        if math.isfinite(seconds) and seconds > 0:
-            key = (workload, strategy, int(workers))
-            self._points.setdefault(key, {})[int(n)] = (float(seconds), bool(lower_bound))
-
-    def iteration_seconds(self, configuration: Configuration) -> tuple[float, str] | None:
-        """Seconds per iteration at the configuration's n, and where they come from.
-
-        Only smaller sizes count (a larger one would mean this size was never run).
-        The same worker count is preferred; failing that, the slowest other count
-        (the conservative guess).
-
-        Returns
-        -------
-        (seconds, source) or None
-            ``source`` reads e.g. ``scaled from n=40,000: 12.3 ms/iteration``.
-        """
-        candidates = []
-        for (workload, strategy, workers), points in self._points.items():
-            if workload != configuration.workload or strategy != configuration.strategy:
-                continue
-            smaller = {n: point for n, point in points.items() if n < configuration.n}
-            if not smaller:
-                continue
-            estimate = iteration_seconds_at(
-                [(n, seconds) for n, (seconds, _) in smaller.items()], configuration.n
-            )
-            source_n = max(smaller)
-            source_t, lower_bound = smaller[source_n]
-            source = (
-                f"scaled from n={source_n:,}: {'over ' if lower_bound else ''}"
-                f"{source_t * 1e3:.1f} ms/iteration"
-                + ("" if workers == configuration.workers else f" with {workers} worker(s)")
-            )
-            candidates.append((workers == configuration.workers, estimate, source))
-        if not candidates:
-            return None
-        same = [candidate for candidate in candidates if candidate[0]]
-        _, estimate, source = same[0] if same else max(candidates, key=lambda c: c[1])
-        return estimate, source
-
-
 def _format_seconds(seconds: float) -> str:
     if not math.isfinite(seconds):
         return "n/a"
@@ -704,98 +285,11 @@ def _format_seconds(seconds: float) -> str:
     return f"{seconds * 1e6:.0f} us"
 
 
-#: Signals that stop a sweep the way Ctrl-C does (SIGTERM: CI cancelling a job, kill).
-_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-@contextlib.contextmanager
-def _interrupts_deferred() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM back while files are replaced, then stop as Ctrl-C does."""
-    received: list[int] = []
-
-    def remember(signum: int, frame: object) -> None:
-        received.append(signum)
-
-    try:
-        previous = {signum: signal.signal(signum, remember) for signum in _STOP_SIGNALS}
-    except ValueError:  # not the main thread: nothing to defer
-        yield
-        return
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        if received:
-            raise KeyboardInterrupt
-
-
 def _write_atomic(path: Path, write: Any) -> None:
     """Write through a temporary file in the same folder, then ``os.replace``."""
     temporary = path.with_name(f".{path.name}.tmp")
     write(temporary)
     os.replace(temporary, path)
-
-
-#: Seconds the rest of a finished configuration process's group gets to exit by itself.
-LINGER_SECONDS = 1.0
-#: Seconds a configuration process gets to clean up after SIGTERM before SIGKILL.
-STOP_GRACE_SECONDS = 5.0
-#: Seconds what is left of its group (resource trackers deleting shared memory and
-#: memmap folders once their parent is gone) gets before SIGKILL.
-TRACKER_GRACE_SECONDS = 5.0
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    return True
-
-
-def _wait_group(pgid: int, seconds: float) -> bool:
-    """Wait until the process group is empty; True when it emptied in time."""
-    deadline = time.monotonic() + seconds
-    while _group_alive(pgid):
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
-def _kill_group(process: subprocess.Popen) -> bool:
-    """Stop the process group of ``process`` (it leads its own session), cleanly if it can.
-
-    SIGTERM first: the configuration process turns it into SystemExit and closes its
-    strategy (pools, shared memory, memmap folders). A leader deaf to it (hung in C
-    code) gets SIGKILL after :data:`STOP_GRACE_SECONDS`. The rest of the group, the
-    resource trackers that delete what a dead parent registered, then get
-    :data:`TRACKER_GRACE_SECONDS` to finish before everything left is killed: killing
-    them at once is what leaks ``/dev/shm`` entries.
-
-    Returns
-    -------
-    bool
-        True when something was still running in the group when it was stopped.
-    """
-    pgid = process.pid
-    # a finished process's resource trackers exit on their own within moments
-    if process.poll() is not None and _wait_group(pgid, LINGER_SECONDS):
-        return False
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGTERM)
-    try:
-        process.wait(timeout=STOP_GRACE_SECONDS)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            process.kill()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=10)
-    if not _wait_group(pgid, TRACKER_GRACE_SECONDS):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pgid, signal.SIGKILL)
-    return True
 
 
 class SweepRunner:
@@ -942,7 +436,7 @@ class SweepRunner:
         _write_atomic(self.run_dir / META_FILE, lambda path: path.write_text(text))
 
     def _write_table(self) -> None:
-        table = _as_table(self.rows)
+        table = as_table(self.rows)
         _write_atomic(self.run_dir / TABLE_FILE, lambda path: table.to_csv(path, index=False))
         try:
             import pyarrow  # noqa: F401
@@ -1031,7 +525,7 @@ class SweepRunner:
                     bar.update(1)
                     continue
                 rows, summary = self._run_configuration(configuration)
-                with _interrupts_deferred():
+                with interrupts_deferred():
                     self.rows = [row for row in self.rows if row["config_id"] != cid] + rows
                     status = rows[0]["status"]
                     self.counts[status] += 1
@@ -1197,29 +691,16 @@ class SweepRunner:
             str(pyperf_file),
         ]
         timeout = self._timeout(estimate)
-        timed_out = False
-        with open(log_file, "wb") as log:
-            process = subprocess.Popen(
-                command,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-            try:
-                returncode = process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                timed_out = True
-                returncode = None
-            finally:
-                leftovers = _kill_group(process)  # also on Ctrl-C: nothing left behind
+        returncode, leftovers = run_in_own_group(
+            command, env=env, log_file=log_file, timeout=timeout
+        )
+        timed_out = returncode is None
         if timed_out:
             result = {"status": "failed", "error": f"timed out after {timeout:.0f} s"}
         elif result_file.is_file():
             result = json.loads(result_file.read_text())
         else:
-            result = {"status": "failed", "error": _death_reason(returncode, log_file)}
+            result = {"status": "failed", "error": death_reason(returncode, log_file)}
         if leftovers and not timed_out:
             tail = "left processes behind; they were killed"
             result["leftovers"] = tail
@@ -1364,91 +845,9 @@ def _plain(value: Any) -> Any:
     return item() if callable(item) else value
 
 
-def _death_reason(returncode: int | None, log_file: Path) -> str:
-    if returncode is not None and returncode < 0:
-        try:
-            name = signal.Signals(-returncode).name
-        except ValueError:
-            name = f"signal {-returncode}"
-        reason = f"measurement process killed by {name}"
-    else:
-        reason = f"measurement process exited with status {returncode} without a result"
-    try:
-        lines = [line for line in log_file.read_text(errors="replace").splitlines() if line.strip()]
-    except OSError:
-        lines = []
-    if lines:
-        reason += f"; last output: {lines[-1].strip()[:200]}"
-    return reason
-
-
-_INT_COLUMNS = (
-    "n",
-    "d",
-    "k",
-    "workers",
-    "value_index",
-    "effective_workers",
-    "blas_threads",
-    "omp_threads",
-    "iterations_checked",
-    "usable_cores",
-)
-_BOOL_COLUMNS = ("oversubscribed", "used_fused", "openmp")
-_FLOAT_COLUMNS = (
-    "seconds",
-    "bytes_to_workers",
-    "bytes_from_workers",
-    "peak_pss_bytes",
-    "final_loglik",
-)
-
-
-def _as_table(rows: list[dict[str, Any]]) -> Any:
-    """Rows as a DataFrame with :data:`COLUMNS` in order and one dtype per column.
-
-    Integers and booleans are pandas' nullable types (a skipped row has no thread
-    count); text columns hold "" rather than NaN, so CSV and Parquet agree.
-    """
-    import pandas as pd
-
-    table = pd.DataFrame(rows, columns=list(COLUMNS))
-    for column in COLUMNS:
-        values = table[column]
-        if column in _INT_COLUMNS:
-            table[column] = pd.to_numeric(values, errors="coerce").round().astype("Int64")
-        elif column in _BOOL_COLUMNS:
-            table[column] = values.map(_bool_or_na).astype("boolean")
-        elif column in _FLOAT_COLUMNS:
-            table[column] = pd.to_numeric(values, errors="coerce").astype("float64")
-        else:
-            table[column] = values.map(lambda v: "" if _is_missing(v) else str(v)).astype(object)
-    return table
-
-
-def _is_missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
-
-
-def _bool_or_na(value: Any) -> Any:
-    import pandas as pd
-
-    if _is_missing(value) or value is pd.NA:
-        return pd.NA
-    if isinstance(value, str):
-        return {"true": True, "false": False}.get(value.strip().lower(), pd.NA)
-    return bool(value)
-
-
 __all__ = [
     "HELP",
-    "MODES",
-    "Configuration",
-    "Estimator",
-    "Protocol",
-    "Sweep",
     "SweepRunner",
-    "build_configurations",
     "configure_parser",
     "main",
     "resolve_sweep",

@@ -1,0 +1,467 @@
+"""What a sweep will run: its options resolved, resumed and expanded into configurations.
+
+This is the part of ``python -m harness run`` that decides before anything is
+measured: the timing protocols (:data:`MODES`), the options given on the command
+line merged with a resumed run's ``meta.json`` and the protocol's defaults
+(:func:`resolve_sweep`), the configurations in run order (:func:`build_configurations`)
+and the per-iteration estimates that decide which configurations exceed the time
+budget (:class:`Estimator`). The decisions themselves are described in
+:mod:`harness.sweep.runner`.
+
+It may read a run folder (``meta.json``) but never writes one, starts no process
+and times nothing; :mod:`harness.sweep.runner` does those.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import math
+import socket
+import warnings
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.model import args as types
+from harness.model.errors import DataFileError, InvalidParameterError
+from harness.sweep.measure import CHECK_ITERATIONS, iteration_seconds_at
+from harness.sweep.results import META_FILE, SCHEMA_VERSION, config_id, load_meta
+
+RESULTS_ROOT = Path("results")
+
+
+@dataclass(frozen=True)
+class Mode:
+    """A timing protocol and the sweep it runs by default.
+
+    Attributes
+    ----------
+    warmups, values : int
+        pyperf warm-up and kept values per phase (per process); ``values`` is what
+        ``--iterations`` sets.
+    processes : int
+        0: time in the configuration's own process; P: pyperf worker processes per phase.
+    min_time : float
+        pyperf's minimum seconds per value (sets the loop count of fast phases).
+    time_budget : float
+        Default ``--time-budget`` (seconds per configuration).
+    sizes : dict
+        Default sizes (n) per workload.
+    """
+
+    name: str
+    warmups: int
+    values: int
+    processes: int
+    min_time: float
+    time_budget: float
+    sizes: dict[str, tuple[int, ...]]
+
+
+# Default sizes: a decade apart, ending at the workload's own size (the size axis
+# of the charts). Quick keeps schreiber at 1e5, where parallel speedup is already
+# visible (the CI expectations check it there), and the others small.
+#
+# Durations on the project's 2-core machine decide the rest. A configuration costs
+# about a second of process start, imports and the check, plus per phase one
+# calibration and warmups + values calls of at least min_time each: with min_time at
+# pyperf's 0.1 s the small configurations were two thirds pyperf floor; 0.05 s (20 ms
+# quick) keeps every value far above timer resolution for these millisecond calls.
+# The default budget of 45 s lets the NumPy/SciPy strategies run at 4M points (about
+# 13 iterations' worth, 2-4 s each) and leaves pure Python at 400k out.
+_DEFAULT_SIZES = {
+    "schreiber": (40_000, 400_000, 4_000_000),
+    "quinn": (13_000, 130_000),
+    "highdim": (20_000, 200_000),
+}
+_QUICK_SIZES = {"schreiber": (100_000,), "quinn": (5_000,), "highdim": (5_000,)}
+
+MODES: dict[str, Mode] = {
+    "quick": Mode(
+        "quick",
+        warmups=1,
+        values=3,
+        processes=0,
+        min_time=0.02,
+        time_budget=10.0,
+        sizes=_QUICK_SIZES,
+    ),
+    "default": Mode(
+        "default",
+        warmups=1,
+        values=3,
+        processes=0,
+        min_time=0.05,
+        time_budget=45.0,
+        sizes=_DEFAULT_SIZES,
+    ),
+    "rigorous": Mode(
+        "rigorous",
+        warmups=1,
+        values=5,
+        processes=3,
+        min_time=0.1,
+        time_budget=600.0,
+        sizes=_DEFAULT_SIZES,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """What makes two runs' timings comparable; a resumed run must keep it."""
+
+    mode: str
+    warmups: int
+    values: int
+    processes: int
+    min_time: float
+    check_iterations: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class Configuration:
+    """One ``(workload, n, strategy, workers)`` of a sweep and what is known up front."""
+
+    workload: str
+    n: int
+    d: int
+    k: int
+    strategy: str
+    kind: str
+    workers: int
+    oversubscribed: bool
+    skip_reason: str = ""  # decided before any process starts (unavailable, serial)
+
+    @property
+    def config_id(self) -> str:
+        return config_id(self.workload, self.n, self.strategy, self.workers)
+
+
+@dataclass
+class Sweep:
+    """A resolved sweep: every option decided, validated, ready to run."""
+
+    run_dir: Path
+    run_id: str
+    protocol: Protocol
+    time_budget: float
+    workloads: list[str]
+    sizes: dict[str, list[int]]
+    workers: list[int]
+    strategies: list[str]
+    arguments: dict[str, Any] = field(default_factory=dict)  # as stored in meta.json
+    resume: bool = False
+
+
+def _split(values: Sequence[str] | str | None) -> list[str]:
+    """``["a,b", "c"]`` -> ``["a", "b", "c"]``."""
+    if values is None:
+        return []
+    if isinstance(values, str):
+        values = [values]
+    return [item.strip() for value in values for item in value.split(",") if item.strip()]
+
+
+def _parse_size(text: str) -> int:
+    return types.as_parameter_error(types.size, text, "--sizes")
+
+
+def _parse_workers(text: str) -> int:
+    return types.as_parameter_error(types.workers, text, "--workers")
+
+
+def latest_run(root: Path = RESULTS_ROOT) -> Path:
+    """The most recently written run folder under ``root`` (not the CI baseline)."""
+    candidates = [
+        path
+        for path in root.glob("*/")
+        if path.is_dir() and (path / META_FILE).is_file() and path.name != "baseline"
+    ]
+    if not candidates:
+        raise DataFileError(f"nothing to resume: no run folder with {META_FILE} under {root}/")
+    return max(candidates, key=lambda path: (path / META_FILE).stat().st_mtime)
+
+
+def _new_run_id(root: Path) -> str:
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    run_id, suffix = stamp, 1
+    while (root / run_id).exists():
+        suffix += 1
+        run_id = f"{stamp}-{suffix}"
+    return run_id
+
+
+def resolve_sweep(args: argparse.Namespace) -> Sweep:
+    """Decide every option: explicit ones, else the resumed run's, else the protocol's.
+
+    Raises
+    ------
+    HarnessError
+        Unknown workload or strategy (with the valid names), bad sizes or worker
+        counts, a folder that exists without ``--resume``, or one that cannot be
+        resumed (other schema or timing protocol).
+    """
+    import strategies
+    from harness.model.workloads import WORKLOADS
+
+    stored: dict[str, Any] = {}
+    if args.resume:
+        run_dir = Path(args.out) if args.out else latest_run()
+        meta = load_meta(run_dir)
+        schema = meta.get("schema_version")
+        if schema != SCHEMA_VERSION:
+            raise DataFileError(
+                f"cannot resume {run_dir}: it was written with results schema {schema!r}, "
+                f"this harness writes schema {SCHEMA_VERSION}; start a new run"
+            )
+        stored = dict(meta.get("sweep") or {})
+        _warn_other_machine(meta, run_dir)
+        run_id = str(meta.get("run_id") or run_dir.name)
+    elif args.out:
+        run_dir = Path(args.out)
+        if run_dir.exists() and any(run_dir.iterdir()):
+            raise InvalidParameterError(
+                f"{run_dir} exists and is not empty; add --resume to continue that run or "
+                "choose another --out"
+            )
+        run_id = run_dir.name
+    else:
+        run_id = _new_run_id(RESULTS_ROOT)
+        run_dir = RESULTS_ROOT / run_id
+
+    explicit_mode = "quick" if args.quick else "rigorous" if args.rigorous else None
+    mode_name = explicit_mode or stored.get("mode") or "default"
+    if args.resume and explicit_mode and stored.get("mode") not in (None, explicit_mode):
+        raise InvalidParameterError(
+            f"{run_dir} was measured with the {stored['mode']} protocol; resume it without "
+            f"--{explicit_mode} (timings of different protocols are not mixed)"
+        )
+    mode = MODES[mode_name]
+    values = args.iterations or stored.get("iterations") or mode.values
+    if args.resume and args.iterations and stored.get("iterations") not in (None, args.iterations):
+        raise InvalidParameterError(
+            f"{run_dir} was measured with --iterations {stored['iterations']}; resume it "
+            "with the same value (timings of different protocols are not mixed)"
+        )
+    protocol = Protocol(
+        mode=mode.name,
+        warmups=mode.warmups,
+        values=int(values),
+        processes=mode.processes,
+        min_time=mode.min_time,
+        check_iterations=CHECK_ITERATIONS,
+        seed=0,
+    )
+    if args.resume and stored.get("protocol") and stored["protocol"] != asdict(protocol):
+        raise InvalidParameterError(
+            f"{run_dir} was measured with the timing protocol {stored['protocol']}, this "
+            f"harness would use {asdict(protocol)}; start a new run"
+        )
+
+    workload_names = _split(args.workloads) or list(stored.get("workloads") or WORKLOADS)
+    workload_names = [name.lower() for name in workload_names]
+    unknown = [name for name in workload_names if name not in WORKLOADS]
+    if unknown:
+        raise InvalidParameterError(
+            f"unknown workload(s) {', '.join(map(repr, unknown))}; valid names: "
+            f"{', '.join(WORKLOADS)}"
+        )
+    workload_names = list(dict.fromkeys(workload_names))
+
+    size_texts = _split(args.sizes) if args.sizes is not None else stored.get("sizes")
+    if size_texts:
+        explicit_sizes = sorted({_parse_size(str(text)) for text in size_texts})
+        sizes = {name: list(explicit_sizes) for name in workload_names}
+    else:
+        explicit_sizes = None
+        sizes = {name: list(mode.sizes[name]) for name in workload_names}
+    for name in workload_names:
+        k = WORKLOADS[name].k
+        too_small = [n for n in sizes[name] if n < max(k, 2)]
+        if too_small:
+            raise InvalidParameterError(
+                f"--sizes {too_small} too small for workload {name!r}: it fits k = {k} "
+                "components, so n must be at least k (and 2)"
+            )
+
+    worker_texts = _split(args.workers) if args.workers is not None else stored.get("workers")
+    workers = sorted({_parse_workers(str(text)) for text in (worker_texts or ["1", "2"])})
+
+    if args.strategies is not None:
+        names = _split(args.strategies)
+        if not names:
+            raise InvalidParameterError("--strategies: give at least one name")
+    else:
+        names = list(stored.get("strategies") or strategies.names())
+    resolved = []
+    for name in names:
+        resolved.append(strategies.get_info(name).name)  # UnknownStrategyError lists names
+    strategy_names = list(dict.fromkeys(resolved))
+
+    budget = args.time_budget or stored.get("time_budget") or mode.time_budget
+    arguments = {
+        "mode": mode.name,
+        "iterations": protocol.values,
+        "workloads": workload_names,
+        "sizes": explicit_sizes,
+        "resolved_sizes": sizes,
+        "workers": workers,
+        "strategies": strategy_names,
+        "time_budget": budget,
+        "protocol": asdict(protocol),
+    }
+    return Sweep(
+        run_dir=run_dir,
+        run_id=run_id,
+        protocol=protocol,
+        time_budget=float(budget),
+        workloads=workload_names,
+        sizes=sizes,
+        workers=workers,
+        strategies=strategy_names,
+        arguments=arguments,
+        resume=bool(args.resume),
+    )
+
+
+def _warn_other_machine(meta: dict[str, Any], run_dir: Path) -> None:
+    before = meta.get("metadata") or {}
+    from harness.sweep.metadata import cpu_model, git_revision
+
+    now_host = {"hostname": socket.gethostname(), "cpu_model": cpu_model()}
+    for key, value in now_host.items():
+        if before.get(key) not in (None, value):
+            warnings.warn(
+                f"resuming {run_dir}, measured on {key} {before[key]!r}, on "
+                f"{value!r}: rows record where each configuration ran",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+    commit, _ = git_revision()
+    if before.get("git_commit") not in (None, commit):
+        warnings.warn(
+            f"resuming {run_dir}, started at commit {before['git_commit'][:12]}, "
+            f"at commit {commit[:12]}: rows record the commit that measured them",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+
+def build_configurations(sweep: Sweep) -> list[Configuration]:
+    """Every configuration in run order: workload, then n ascending, strategy, workers.
+
+    Smaller sizes run first so their timings can estimate the larger ones.
+    """
+    import strategies
+    from harness.model.threads import effective_workers
+    from harness.model.workloads import WORKLOADS
+
+    smallest_workers = min(sweep.workers)
+    configurations = []
+    for workload in sweep.workloads:
+        spec = WORKLOADS[workload]
+        for n in sorted(sweep.sizes[workload]):
+            for name in sweep.strategies:
+                info = strategies.get_info(name)
+                serial = info.cls is not None and not info.cls.parallel
+                for workers in sweep.workers:
+                    _, oversubscribed = effective_workers(workers, warn=False)
+                    reason = ""
+                    if not info.available:
+                        reason = f"unavailable: {info.reason}"
+                    elif serial and workers != smallest_workers:
+                        reason = (
+                            f"serial strategy: measured at workers={smallest_workers} "
+                            "only (more workers would change nothing but BLAS threads)"
+                        )
+                    configurations.append(
+                        Configuration(
+                            workload,
+                            n,
+                            spec.d,
+                            spec.k,
+                            info.name,
+                            info.kind,
+                            workers,
+                            oversubscribed,
+                            reason,
+                        )
+                    )
+    return configurations
+
+
+class Estimator:
+    """Per-iteration seconds measured so far, by (workload, strategy, workers)."""
+
+    def __init__(self) -> None:
+        # (workload, strategy, workers) -> {n: (seconds, is_lower_bound)}
+        self._points: dict[tuple[str, str, int], dict[int, tuple[float, bool]]] = {}
+
+    def add(
+        self,
+        workload: str,
+        strategy: str,
+        workers: int,
+        n: int,
+        seconds: float,
+        *,
+        lower_bound: bool = False,
+    ) -> None:
+        """Record one iteration's seconds at ``n`` (``lower_bound``: it took at least that)."""
+        if math.isfinite(seconds) and seconds > 0:
+            key = (workload, strategy, int(workers))
+            self._points.setdefault(key, {})[int(n)] = (float(seconds), bool(lower_bound))
+
+    def iteration_seconds(self, configuration: Configuration) -> tuple[float, str] | None:
+        """Seconds per iteration at the configuration's n, and where they come from.
+
+        Only smaller sizes count (a larger one would mean this size was never run).
+        The same worker count is preferred; failing that, the slowest other count
+        (the conservative guess).
+
+        Returns
+        -------
+        (seconds, source) or None
+            ``source`` reads e.g. ``scaled from n=40,000: 12.3 ms/iteration``.
+        """
+        candidates = []
+        for (workload, strategy, workers), points in self._points.items():
+            if workload != configuration.workload or strategy != configuration.strategy:
+                continue
+            smaller = {n: point for n, point in points.items() if n < configuration.n}
+            if not smaller:
+                continue
+            estimate = iteration_seconds_at(
+                [(n, seconds) for n, (seconds, _) in smaller.items()], configuration.n
+            )
+            source_n = max(smaller)
+            source_t, lower_bound = smaller[source_n]
+            source = (
+                f"scaled from n={source_n:,}: {'over ' if lower_bound else ''}"
+                f"{source_t * 1e3:.1f} ms/iteration"
+                + ("" if workers == configuration.workers else f" with {workers} worker(s)")
+            )
+            candidates.append((workers == configuration.workers, estimate, source))
+        if not candidates:
+            return None
+        same = [candidate for candidate in candidates if candidate[0]]
+        _, estimate, source = same[0] if same else max(candidates, key=lambda c: c[1])
+        return estimate, source
+
+
+__all__ = [
+    "MODES",
+    "RESULTS_ROOT",
+    "Configuration",
+    "Estimator",
+    "Mode",
+    "Protocol",
+    "Sweep",
+    "build_configurations",
+    "latest_run",
+    "resolve_sweep",
+]
