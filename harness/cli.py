@@ -5,7 +5,8 @@ modules, each exposing ``HELP`` (one line), ``configure_parser(parser)`` and
 ``main(args) -> int``, and are listed in ``_COMMAND_MODULES``.
 
 Exit status: 0 success, 1 a check or comparison failed, 2 bad input (every
-:class:`~harness.model.errors.HarnessError` becomes one ``error: ...`` line), 130 Ctrl-C.
+:class:`~harness.model.errors.HarnessError` becomes one ``error: ...`` line), 130 Ctrl-C
+("interrupted"), 143 SIGTERM where a command turns it into an exception ("terminated").
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import NoReturn
 import numpy as np
 
 from harness.model import args as types
-from harness.model.errors import HarnessError, InvalidParameterError
+from harness.model.errors import HarnessError, InvalidParameterError, Terminated
 
 # command name -> module implementing it
 _COMMAND_MODULES: dict[str, str] = {
@@ -350,6 +351,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HarnessError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -26,6 +26,7 @@ from typing import Any
 
 from harness.model import args as types
 from harness.model.errors import DataFileError, InvalidParameterError
+from harness.sweep.lock import LOCK_FILE
 from harness.sweep.measure import CHECK_ITERATIONS, iteration_seconds_at
 from harness.sweep.results import META_FILE, SCHEMA_VERSION, config_id, load_meta
 
@@ -223,7 +224,7 @@ def resolve_sweep(args: argparse.Namespace) -> Sweep:
         run_id = str(meta.get("run_id") or run_dir.name)
     elif args.out:
         run_dir = Path(args.out)
-        if run_dir.exists() and any(run_dir.iterdir()):
+        if run_dir.exists() and any(path.name != LOCK_FILE for path in run_dir.iterdir()):
             raise InvalidParameterError(
                 f"{run_dir} exists and is not empty; add --resume to continue that run or "
                 "choose another --out"
