@@ -208,7 +208,7 @@ def test_memory_estimate_counts_data_and_working_memory() -> None:
     n, d, k = 1_000_000, 2, 4
     estimate = footprint.estimate(n, d, k)
     assert estimate.data == n * d * 8
-    assert estimate.working == (3 * n * k + 2 * n * d) * 8  # responsibilities + scratch
+    assert estimate.working == (6 * n * k + 4 * n * d) * 8  # responsibilities + scratch
     assert estimate.total == estimate.data + max(estimate.generation, estimate.working)
     processes = footprint.estimate(n, d, k, kind="processes")
     assert processes.working == estimate.working + estimate.data  # the workers' copy
@@ -541,3 +541,11 @@ def test_a_plain_file_is_not_a_folder(
         argv = [command, str(plain)]
     line = user_error(argv, capsys)
     assert "not a folder" in line and "does not exist" not in line
+
+
+@pytest.mark.parametrize(("seed", "message"), [("-1", ">= 0"), ("4294967296", "32-bit")])
+def test_compare_seed_is_range_checked(
+    seed: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["compare", str(tmp_path), str(tmp_path), "--seed", seed]
+    assert message in parse_error(argv, capsys)

@@ -76,6 +76,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from harness.model import args as types
 from harness.model.errors import DataFileError, HarnessError, InvalidParameterError
 from harness.sweep.results import (
     HOST_COLUMNS,
@@ -882,7 +883,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="compare runs from different machines (warning) instead of refusing",
     )
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    parser.add_argument("--seed", type=types.seed, default=0, help="bootstrap seed")
 
 
 def main(args: argparse.Namespace) -> int:

@@ -7,11 +7,13 @@ estimate counts what the harness itself allocates, per point (float64 everywhere
 * the data: ``n * d`` values;
 * generating a workload: one more copy of the data while the components are
   concatenated and shuffled, plus the permutation (``n`` indices);
-* one EM iteration: the ``n x k`` log-densities, log-responsibilities and
-  responsibilities (three arrays; fused strategies need none of them, the estimate
-  keeps them so it holds for every strategy), and two ``n x d`` temporaries (the
-  points centred on one component and their projection through its precision
-  factor);
+* one EM iteration: up to six ``n x k`` arrays alive at once (the log-densities,
+  log-sum-exp's shifted copy and its exponential in the E-step; the
+  log-responsibilities, the responsibilities and the contiguous copy an ``einsum``
+  contraction makes in the M-step; fused strategies need none of them, the estimate
+  keeps them so it holds for every strategy), and four ``n x d`` temporaries (the
+  points centred on one component, their projection through its precision factor,
+  its square, and the weighted copy of the scatter);
 * process and distributed strategies: one more copy of the data, placed where the
   workers read it (shared memory, a memmap or a cluster's store).
 
@@ -80,7 +82,7 @@ def estimate(n: int, d: int, k: int, *, kind: str = "serial", generated: bool = 
     n, d, k = int(n), int(d), int(k)
     data = n * d * _ITEM
     generation = (n * d + n) * _ITEM if generated else 0
-    working = (3 * n * k + 2 * n * d) * _ITEM
+    working = (6 * n * k + 4 * n * d) * _ITEM
     if kind in _COPYING_KINDS:
         working += data
     return Footprint(data, generation, working)

@@ -72,7 +72,21 @@ Decisions a user should know
   folder written by another results schema, or with another timing protocol, is
   refused rather than mixed; another machine or commit is allowed with a warning
   (the rows record what each configuration ran on). SIGTERM stops a sweep as
-  Ctrl-C does.
+  Ctrl-C does (exit 143 "terminated" rather than 130 "interrupted").
+* **A damaged table is not trusted**: on resume, a configuration counts as done only
+  when its rows are exactly its pyperf file's values, phase by phase and index by
+  index; a row cut short, a ``seconds`` that does not parse, a deleted phase or a
+  damaged pyperf file makes it run again (with a warning naming it). Duplicate rows
+  and repeated header lines are dropped with a warning
+  (:func:`harness.sweep.results.read_table`). A resume with narrower options leaves
+  ``meta.json``'s ``sweep`` fields describing everything the table holds (the union,
+  :func:`merge_sweep_arguments`); each session records its own ``arguments``.
+* **One writer per folder**: the runner holds an exclusive lock on ``<run>/.lock``
+  (:mod:`harness.sweep.lock`) while it writes; a second sweep on the same folder is
+  refused with the holder's pid. The kernel releases it when the holder dies.
+* **Exit status**: 0 when every configuration was measured or skipped, 1 when any
+  failed (listed on stderr at the end), 2 for bad options, before anything is
+  written (a size that cannot fit in memory included: :func:`check_sweep_memory`).
 * **Rows**: an ``ok`` configuration has one row per pyperf value (warm-ups and
   calibration excluded) of each phase; ``effective_workers``, ``start_method``,
   ``bytes_to_workers``/``bytes_from_workers`` (as the strategy reports them, per
