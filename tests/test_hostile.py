@@ -218,7 +218,7 @@ def test_memory_estimate_counts_data_and_working_memory() -> None:
 def test_memory_refusal_threshold_and_message() -> None:
     need = footprint.estimate(1000, 2, 4).total
     assert footprint.check_fits(1000, 2, 4, available=need).total == need
-    with pytest.raises(InvalidParameterError, match=r"need about 1\d\d KiB.*at most n = 999 "):
+    with pytest.raises(InvalidParameterError, match=r"need about 266 KiB.*at most n = 999 "):
         footprint.check_fits(1000, 2, 4, available=need - 1)
 
 
