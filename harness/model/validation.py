@@ -69,7 +69,8 @@ def check_data(X: object, *, name: str = "X") -> np.ndarray:
             f"first at row {row}, column {col}"
         )
     limit = max_abs_value(n)
-    column_max = np.abs(array).max(axis=0)
+    # from the column extremes: np.abs(array) would be a full copy of the data
+    column_max = np.maximum(np.abs(array.max(axis=0)), np.abs(array.min(axis=0)))
     worst = int(np.argmax(column_max))
     if column_max[worst] > limit:
         raise InvalidDataError(
