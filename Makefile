@@ -6,13 +6,14 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 RUN    ?= $(shell ls -1dt results/*/ 2>/dev/null | grep -v baseline | head -n1)
-BASE   ?= results/baseline
+# Empty: `make compare` lets `harness compare --auto` choose the run NEW is compared with.
+BASE   ?=
 # Extra options for `make bench` / `make bench-quick`, e.g. ARGS="--workloads quinn".
 ARGS   ?=
 
 KERNEL_SOURCES := $(wildcard kernels/*.pyx kernels/*.pxd kernels/*.h) kernels/_build.py setup.py
 
-.PHONY: install test bench bench-quick bench-ci bench-compiled bench-processes charts compare lint format clean
+.PHONY: install test test-fast bench bench-quick bench-ci bench-compiled bench-processes charts compare lint format clean
 
 install: $(STAMP)
 
@@ -28,8 +29,13 @@ $(STAMP): $(VENV)/bin/python pyproject.toml $(KERNEL_SOURCES)
 	$(PY) -m harness strategies
 	@touch $(STAMP)
 
+# The complete suite (what CI runs); test-fast leaves out the tests marked slow
+# (whole sweeps in subprocesses, a rebuild of the kernels) while you iterate.
 test: install
 	$(PY) -m pytest
+
+test-fast: install
+	$(PY) -m pytest -m "not slow"
 
 bench: install
 	$(PY) -m harness run $(ARGS)
@@ -53,9 +59,11 @@ charts: install
 	@test -n "$(RUN)" || { echo "no run in results/; run 'make bench' first"; exit 2; }
 	$(PY) -m harness plot $(RUN)
 
+# Without BASE: a committed results/baseline* swept like RUN, else the previous run swept
+# like RUN (harness/gate/pick.py says how); with BASE=..., exactly those two runs.
 compare: install
 	@test -n "$(RUN)" || { echo "no run in results/; run 'make bench' first"; exit 2; }
-	$(PY) -m harness compare $(BASE) $(RUN)
+	$(PY) -m harness compare $(if $(BASE),$(BASE),--auto) $(RUN)
 
 lint: install
 	$(PY) -m ruff check harness strategies tests kernels

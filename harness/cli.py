@@ -1,12 +1,17 @@
 """Command line: ``python -m harness COMMAND ...``.
 
 Built-in commands live here (``fit``, ``strategies``); the others live in their own
-modules, each exposing ``HELP`` (one line), ``configure_parser(parser)`` and
-``main(args) -> int``, and are listed in ``_COMMAND_MODULES``.
+modules, each exposing ``configure_parser(parser)`` and ``main(args) -> int``, and are
+listed with their one-line help in ``_COMMANDS``. Only the module of the command being
+run is imported, so ``--help`` and every command start without loading the others'
+libraries (pandas, matplotlib, SciPy).
 
 Exit status: 0 success, 1 a check or comparison failed, 2 bad input (every
 :class:`~harness.model.errors.HarnessError` becomes one ``error: ...`` line), 130 Ctrl-C
 ("interrupted"), 143 SIGTERM where a command turns it into an exception ("terminated").
+
+It parses and dispatches only: each command's work lives in its module, and no
+module of the harness imports this one.
 """
 
 from __future__ import annotations
@@ -19,20 +24,44 @@ import warnings
 from collections.abc import Sequence
 from typing import NoReturn
 
-import numpy as np
-
 from harness.model import args as types
 from harness.model.errors import HarnessError, InvalidParameterError, Terminated
 
-# command name -> module implementing it
-_COMMAND_MODULES: dict[str, str] = {
-    "run": "harness.sweep.runner",
-    "plot": "harness.report.markdown",
-    "compare": "harness.gate.compare",
-    "check": "harness.gate.expectations",
-    "bench-compiled": "harness.bench.compiled",
-    "bench-processes": "harness.bench.processes",
+# command name -> (module implementing it, one-line help)
+_COMMANDS: dict[str, tuple[str, str]] = {
+    "run": (
+        "harness.sweep.runner",
+        "sweep strategies x workloads x sizes x worker counts, pyperf-timed, into "
+        "results/<run-id>/ (pyperf JSON, tidy CSV/Parquet table, meta.json)",
+    ),
+    "plot": (
+        "harness.report.markdown",
+        "draw the speedup charts and write report.md for a results folder",
+    ),
+    "compare": (
+        "harness.gate.compare",
+        "compare two result folders: ratio of medians with a bootstrap confidence interval "
+        "and a Mann-Whitney U test per configuration; exit 1 on a significant slowdown "
+        "beyond the threshold",
+    ),
+    "check": (
+        "harness.gate.expectations",
+        "check a run against the scale-free expectations (speedups, ratios between "
+        "strategies, log-likelihood agreement); exit 1 if any fails",
+    ),
+    "bench-compiled": (
+        "harness.bench.compiled",
+        "compiled strategies (cython, openmp, openmp-components, joblib-threads) at 1 and 2 "
+        "workers vs scikit-learn's E+M step per iteration, side by side, with their targets",
+    ),
+    "bench-processes": (
+        "harness.bench.processes",
+        "process strategies' targets: peak PSS vs einsum, per-iteration time vs the same "
+        "kernel in one process (crossover in n), prepare per start method, bytes per iteration",
+    ),
 }
+#: The modules of the commands above (tests and tools list them).
+_COMMAND_MODULES = {command: module for command, (module, _) in _COMMANDS.items()}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -139,10 +168,19 @@ def _add_fit_parser(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="print exactly one JSON object on stdout instead of text",
     )
+    parser.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        default=None,
+        help="dask strategy: use the scheduler at tcp://HOST:PORT instead of a LocalCluster "
+        "(sets GMM_HARNESS_DASK_SCHEDULER)",
+    )
     parser.set_defaults(handler=_run_fit)
 
 
 def _run_fit(args: argparse.Namespace) -> int:
+    import numpy as np
+
     import strategies
     from harness.model.gmm import initial_params
     from harness.model.threads import effective_workers
@@ -156,6 +194,10 @@ def _run_fit(args: argparse.Namespace) -> int:
             "number of iterations: give --iterations N instead"
         )
     strategy_cls = strategies.get_strategy(args.strategy)
+    if args.scheduler is not None:
+        import os
+
+        os.environ["GMM_HARNESS_DASK_SCHEDULER"] = args.scheduler
     if args.data is not None:
         if args.k is None:
             raise InvalidParameterError("--data needs --k (the number of components)")
@@ -239,7 +281,9 @@ def _run_fit(args: argparse.Namespace) -> int:
             "collapsed": [[i, list(c)] for i, c in result.collapsed],
             "runtime_info": result.runtime_info,
         }
-        json.dump(payload, sys.stdout, default=_json_default)
+        from harness.sweep.formats import json_default
+
+        json.dump(payload, sys.stdout, default=json_default)
         sys.stdout.write("\n")
         return 0
 
@@ -267,14 +311,6 @@ def _run_fit(args: argparse.Namespace) -> int:
                 for line in str(result.final.covariances[j]).splitlines():
                     print(f"      {line}")
     return 0
-
-
-def _json_default(value: object) -> object:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)
 
 
 def _add_strategies_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -313,7 +349,12 @@ def _run_strategies(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser of every command; with ``argv``, only its command's module is imported.
+
+    Without ``argv`` every command module is imported and configured (for tests and
+    documentation tools). A command module that cannot be imported is an error.
+    """
     parser = _Parser(
         prog="python -m harness",
         description="Benchmark harness: which way of parallelising Gaussian-mixture EM in "
@@ -323,26 +364,21 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
     _add_fit_parser(subparsers)
     _add_strategies_parser(subparsers)
-    for command, module_name in _COMMAND_MODULES.items():
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name == module_name:  # command not built yet
-                continue
-            raise
+    chosen = None if argv is None else next((a for a in argv if not a.startswith("-")), "")
+    for command, (module_name, help_text) in _COMMANDS.items():
         sub = subparsers.add_parser(
-            command,
-            help=module.HELP,
-            description=module.HELP,
-            formatter_class=_HelpFormatter,
+            command, help=help_text, description=help_text, formatter_class=_HelpFormatter
         )
-        module.configure_parser(sub)
-        sub.set_defaults(handler=module.main)
+        if chosen is None or chosen == command:
+            module = importlib.import_module(module_name)
+            module.configure_parser(sub)
+            sub.set_defaults(handler=module.main)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     try:
         with warnings.catch_warnings():

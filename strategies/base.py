@@ -58,6 +58,9 @@ class Strategy(abc.ABC):
         ``workers`` except for BLAS threads (see :meth:`blas_threads`).
     description : str
         One line for ``python -m harness strategies``.
+    kernel : str
+        The code path that runs the numbers (``"numpy"``, ``"cython"``, ``"openmp"``,
+        ``"python"``, ...); :meth:`runtime_info` reports it under ``kernel``.
     """
 
     name: ClassVar[str] = ""
@@ -67,6 +70,7 @@ class Strategy(abc.ABC):
     has_fused_iteration: ClassVar[bool] = False
     parallel: ClassVar[bool] = False
     description: ClassVar[str] = ""
+    kernel: ClassVar[str] = "numpy"
 
     def __init__(self, workers: int = 1) -> None:
         self.workers = check_workers(workers)
@@ -152,8 +156,11 @@ class Strategy(abc.ABC):
         return 1
 
     def runtime_info(self) -> dict[str, object]:
-        """What actually ran (threads used, start method, bytes moved, ...), for results."""
-        return {}
+        """What actually ran (code path, threads used, start method, bytes moved, ...).
+
+        Every strategy reports ``kernel``: the code path that ran.
+        """
+        return {"kernel": self.kernel}
 
     def close(self) -> None:
         """Release every resource; safe to call more than once."""

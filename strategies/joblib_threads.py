@@ -12,11 +12,11 @@ iteration of the fit and shut down by ``close()``; nothing is started per iterat
 
 What limits it at these sizes is not the GIL but joblib's result retrieval:
 ``Parallel`` returns results in order and, while the next one is pending, its
-``_retrieve`` loop sleeps 10 ms (joblib 1.3-1.6) before looking again. A call whose
-work takes 8-17 ms on two threads therefore returns after 20-30 ms (measured on
-quinn and schreiber, see ``python -m harness bench-compiled``); with one worker
-joblib runs the tasks inline and never sleeps. The effect fades as iterations
-lengthen (highdim: 1.7x from 1 to 2 workers).
+``_retrieve`` loop sleeps a fixed interval (joblib 1.3-1.6) before looking again, so a
+call whose work is a few such intervals long returns up to one interval late (see
+``python -m harness bench-compiled`` for the figures on this machine); with one
+worker joblib runs the tasks inline and never sleeps. The effect fades as
+iterations lengthen.
 
 The points are split into ``max(16, 4 * workers)`` contiguous tasks (enough for the
 pool to balance uneven progress) and the partial sums of the tasks are added in task
@@ -33,7 +33,7 @@ import threading
 import numpy as np
 
 from harness.model.gmm import DerivedParams, SufficientStats
-from strategies.cython_serial import CompiledStrategy
+from strategies.compiled import CompiledStrategy
 
 #: Tasks per call are max(MIN_TASKS, TASKS_PER_WORKER * workers): 16 tasks cost well
 #: under a millisecond of dispatch per call and keep 2-4 threads evenly busy.

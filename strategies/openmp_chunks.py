@@ -16,7 +16,7 @@ disabled with ``GMM_HARNESS_DISABLE_OPENMP=1``).
 
 from __future__ import annotations
 
-from strategies.cython_serial import CompiledStrategy
+from strategies.compiled import CompiledStrategy
 
 
 class OpenMPStrategy(CompiledStrategy):

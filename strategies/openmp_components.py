@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from harness.model.gmm import DerivedParams
-from strategies.cython_serial import CompiledStrategy
+from strategies.compiled import CompiledStrategy
 
 
 class OpenMPComponentsStrategy(CompiledStrategy):

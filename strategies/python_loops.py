@@ -19,6 +19,7 @@ from strategies.base import Strategy
 class PythonLoopsStrategy(Strategy):
     name = "python"
     kind = "serial"
+    kernel = "python"
     description = "pure-Python loops per point and component (interpreter baseline)"
 
     def _setup(self, X: np.ndarray) -> None:

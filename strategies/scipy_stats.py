@@ -18,6 +18,7 @@ from strategies.base import Strategy
 class ScipyStrategy(Strategy):
     name = "scipy"
     kind = "serial"
+    kernel = "scipy"
     description = "scipy.stats.multivariate_normal.logpdf per component, NumPy M-step"
 
     def blas_threads(self) -> int:

@@ -18,6 +18,7 @@ from strategies.base import Strategy
 class SklearnStrategy(Strategy):
     name = "sklearn"
     kind = "serial"
+    kernel = "sklearn"
     description = "scikit-learn GaussianMixture's E-step and M-step (the yardstick)"
 
     @classmethod

@@ -1,12 +1,19 @@
-"""Shared fixtures: small deterministic data sets and the registry parametrisation."""
+"""Shared fixtures: small deterministic data sets, the registry parametrisation, and
+results folders written the way the runner writes them (:func:`write_run_folder`)."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 import numpy as np
+import pandas as pd
 import pytest
 
 import strategies
 from harness.model.gmm import GMMParams, initial_params
+from harness.sweep.results import COLUMNS, META_FILE, SCHEMA_VERSION, TABLE_FILE
 
 
 def registry_params(parallel_workers: bool = False) -> list:
@@ -47,3 +54,64 @@ def blobs() -> np.ndarray:
 @pytest.fixture(scope="session")
 def blobs_init(blobs: np.ndarray) -> GMMParams:
     return initial_params(blobs, 4, seed=3)
+
+
+@pytest.fixture(scope="session")
+def dask_cluster_address():
+    """One loopback LocalCluster (2 worker processes, 1 thread each) shared by the session.
+
+    Starting a cluster costs seconds; the registry-wide tests of the ``dask`` strategy
+    reach this one through ``GMM_HARNESS_DASK_SCHEDULER`` instead of starting their own.
+    """
+    distributed = pytest.importorskip("distributed")
+    cluster = distributed.LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        scheduler_port=0,
+        dashboard_address="127.0.0.1:0",
+        worker_dashboard_address="127.0.0.1:0",
+    )
+    try:
+        yield cluster.scheduler_address
+    finally:
+        cluster.close()
+
+
+@pytest.fixture(autouse=True)
+def _dask_strategy_on_shared_cluster(request, monkeypatch):
+    """Point registry-parametrised tests of ``dask`` at the session's cluster."""
+    callspec = getattr(request.node, "callspec", None)
+    spec = callspec.params.get("strategy_spec") if callspec is not None else None
+    if isinstance(spec, tuple) and spec and spec[0] == "dask":
+        monkeypatch.setenv(
+            "GMM_HARNESS_DASK_SCHEDULER", request.getfixturevalue("dask_cluster_address")
+        )
+
+
+# ---- results folders ------------------------------------------------------------------
+
+
+def blank_row(**fields: Any) -> dict[str, Any]:
+    """A row of the tidy table: every column of :data:`COLUMNS` empty but ``fields``."""
+    row: dict[str, Any] = dict.fromkeys(COLUMNS, "")
+    row.update(fields)
+    return row
+
+
+def write_run_folder(
+    path: Path, rows: list[dict[str, Any]] | pd.DataFrame, meta: dict[str, Any] | None = None
+) -> Path:
+    """A results folder as the runner leaves it: ``results.csv`` and ``meta.json``.
+
+    ``rows`` become the table with the columns of :data:`COLUMNS` in order; a
+    DataFrame is written as it is (to test tables that lack columns). ``meta`` is
+    merged over ``{"schema_version": SCHEMA_VERSION, "run_id": <folder name>}``.
+    """
+    path.mkdir(parents=True, exist_ok=True)
+    table = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(rows, columns=list(COLUMNS))
+    table.to_csv(path / TABLE_FILE, index=False)
+    document = {"schema_version": SCHEMA_VERSION, "run_id": path.name, **(meta or {})}
+    (path / META_FILE).write_text(json.dumps(document))
+    return path

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from harness.cli import main as cli_main
@@ -20,7 +18,8 @@ from harness.gate.expectations import (
     load_expectations,
 )
 from harness.model.errors import DataFileError, InvalidParameterError
-from harness.sweep.results import COLUMNS, META_FILE, SCHEMA_VERSION, TABLE_FILE, config_id
+from harness.sweep.results import config_id
+from tests.conftest import blank_row, write_run_folder
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -50,8 +49,7 @@ def config(
     factors=(1.0, 0.98, 1.02, 0.99, 1.01),
 ):
     """Rows of one configuration: ``seconds`` is one value, repeated 5 times with jitter."""
-    base = dict.fromkeys(COLUMNS, "")
-    base.update(
+    base = blank_row(
         workload=workload,
         n=n,
         d=2,
@@ -75,11 +73,7 @@ def config(
 
 
 def write_run(path: Path, *configs: list[dict]) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    rows = [row for rows in configs for row in rows]
-    pd.DataFrame(rows, columns=list(COLUMNS)).to_csv(path / TABLE_FILE, index=False)
-    (path / META_FILE).write_text(json.dumps({"schema_version": SCHEMA_VERSION}))
-    return path
+    return write_run_folder(path, [row for rows in configs for row in rows])
 
 
 def write_claims(path: Path, text: str) -> Path:
@@ -160,7 +154,7 @@ def test_speedup_is_not_applicable_when_not_measured(tmp_path):
         config("openmp", 2, 0, status="skipped", error="no OpenMP"),
     )
     assert result.status == NOT_APPLICABLE
-    assert "skipped (no OpenMP)" in result.findings[0].figure
+    assert "skipped: no OpenMP" in result.findings[0].figure
     (result,) = check(tmp_path, SPEEDUP.replace("schreiber", "quinn"), config("openmp", 1, 1.0))
     assert result.status == NOT_APPLICABLE
     assert "no workload and size" in result.findings[0].figure

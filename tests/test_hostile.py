@@ -68,8 +68,8 @@ def test_every_commands_parse_error_is_usage_plus_one_line(
 
 @pytest.mark.parametrize(
     "argv",
-    [[], ["no-such-command"], ["fit"], ["fit", "--strategy", "einsum"], ["compare"]],
-    ids=["nothing", "unknown-command", "fit-bare", "fit-no-source", "compare-bare"],
+    [[], ["no-such-command"], ["fit"], ["fit", "--strategy", "einsum"], ["check"]],
+    ids=["nothing", "unknown-command", "fit-bare", "fit-no-source", "check-bare"],
 )
 def test_missing_arguments_are_usage_plus_one_line(
     argv: list[str], capsys: pytest.CaptureFixture[str]

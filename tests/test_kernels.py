@@ -1,4 +1,4 @@
-"""The compiled kernels and the strategies over them (issue 3).
+"""The compiled kernels and the strategies over them.
 
 Kernel level: the vectorised exp/log, each kernel against the NumPy reference across
 the code paths (d = 1, 2 and > 2, k = 1 and many, n not a multiple of the block),

@@ -1,7 +1,7 @@
 """The process strategies: results, what they report, failures, and clean-up.
 
 Correctness against the reference for every registered strategy is in
-``test_strategies.py``; here: every start method, both kernel paths, the runtime
+``test_strategies.py``; here: every start method, the runtime
 report (start method, threads, bytes per iteration that do not grow with n), worker
 death and worker exceptions (a clear error, bounded by timeouts), and no process or
 ``/dev/shm`` entry left after ``close``, an exception, Ctrl-C or interpreter exit.
@@ -10,6 +10,7 @@ Also the PSS sampler of :mod:`harness.sweep.memory`.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import multiprocessing
@@ -26,7 +27,7 @@ import psutil
 import pytest
 
 import strategies
-import strategies._process_common as pc
+import strategies.pool.workers as worker_tasks
 from harness.model.errors import InvalidParameterError, WorkerError
 from harness.model.gmm import GMMParams, derive, initial_params, reference_e_step, reference_m_step
 from harness.sweep.em import em_iteration, fit
@@ -35,6 +36,8 @@ from strategies.joblib_processes import JoblibProcessesStrategy
 from strategies.multiprocessing_pool import (
     MultiprocessingStrategy,
 )
+from strategies.pool import control
+from strategies.pool import shared as shm
 from tests.conftest import make_blobs
 
 pytestmark = pytest.mark.timeout(60)
@@ -42,7 +45,6 @@ pytestmark = pytest.mark.timeout(60)
 ROOT = Path(__file__).resolve().parents[1]
 SHM = Path("/dev/shm")
 PROCESS_NAMES = ("multiprocessing", "multiprocessing-components", "joblib-processes")
-KERNELS_BUILT = pc.load_kernels()[0] is not None
 
 
 # ---- helpers ------------------------------------------------------------------------
@@ -76,14 +78,14 @@ def _children() -> set[int]:
 def _our_shm_entries(pid: int | None = None) -> set[str]:
     """Entries in /dev/shm that a strategy in process ``pid`` created."""
     pid = os.getpid() if pid is None else pid
-    prefixes = (f"{pc.SEGMENT_PREFIX}{pid}_", f"{pc.SEGMENT_PREFIX}joblib_{pid}_")
+    prefixes = (f"{shm.SEGMENT_PREFIX}{pid}_", f"{shm.SEGMENT_PREFIX}joblib_{pid}_")
     return {entry.name for entry in SHM.iterdir() if entry.name.startswith(prefixes)}
 
 
 def _gone(pids: list[int], timeout: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not any(pc.alive(psutil.Process(pid)) for pid in pids if psutil.pid_exists(pid)):
+        if not any(control.alive(psutil.Process(pid)) for pid in pids if psutil.pid_exists(pid)):
             return True
         time.sleep(0.05)
     return False
@@ -96,7 +98,7 @@ def _assert_clean(before_children: set[int], worker_pids: list[int]) -> None:
     deadline = time.monotonic() + 10
     while True:
         extra = _children() - before_children - _helper_pids()
-        extra = {pid for pid in extra if pc.alive(psutil.Process(pid))} if extra else extra
+        extra = {pid for pid in extra if control.alive(psutil.Process(pid))} if extra else extra
         if not extra or time.monotonic() > deadline:
             break
         time.sleep(0.05)
@@ -126,7 +128,21 @@ def test_registered_available_and_declared_as_processes(name: str) -> None:
     assert info.cls.has_fused_iteration == (name != "multiprocessing-components")
 
 
-@pytest.mark.parametrize("start_method", pc.START_METHODS)
+def test_unbuilt_kernels_make_the_data_parallel_strategies_unavailable(monkeypatch) -> None:
+    """No NumPy fallback: without the kernels the registry lists them with the reason;
+    the model-parallel one runs NumPy and stays available (and says so)."""
+    import kernels
+
+    monkeypatch.setattr(kernels, "unavailable_reason", lambda: "not built here")
+    assert MultiprocessingStrategy.unavailable_reason() == "not built here"
+    assert JoblibProcessesStrategy.unavailable_reason() == "not built here"
+    components = strategies.get_info("multiprocessing-components").cls
+    assert components.unavailable_reason() is None
+    assert components(2).runtime_info()["kernel"] == "numpy"
+    assert "NumPy" in components.description
+
+
+@pytest.mark.parametrize("start_method", control.START_METHODS)
 @pytest.mark.parametrize("name", ["multiprocessing", "multiprocessing-components"])
 def test_every_start_method_matches_reference(name: str, start_method: str, data) -> None:
     X, init = data
@@ -146,45 +162,6 @@ def test_every_start_method_matches_reference(name: str, start_method: str, data
     assert info["start_method"] == start_method
     assert info["workers_started"] == 2
     assert info["log_resp_copies"] == 0  # the E-step's own buffer was read in place
-
-
-@pytest.mark.parametrize("cls", [MultiprocessingStrategy, JoblibProcessesStrategy])
-def test_numpy_path_matches_reference(cls) -> None:
-    """The fallback the workers run when the kernels are not built (blocks of rows)."""
-    X = make_blobs(n=40_000, d=3, k=4, seed=8)  # several BLOCK_ROWS blocks per chunk
-    derived = derive(initial_params(X, 4, seed=2))
-    expected_log_resp, expected_loglik = reference_e_step(X, derived)
-    expected = reference_m_step(X, expected_log_resp)
-    with cls(workers=2, use_kernels=False) as strategy:
-        strategy.prepare(X)
-        log_resp, loglik = strategy.e_step(derived)
-        separate = strategy.m_step(log_resp)
-        fused, fused_loglik = strategy.fused_iteration(derived)
-        assert strategy.runtime_info()["kernel"] == "numpy"
-    np.testing.assert_allclose(np.exp(log_resp), np.exp(expected_log_resp), atol=1e-12)
-    for stats, value in ((separate, loglik), (fused, fused_loglik)):
-        assert value == pytest.approx(expected_loglik, rel=1e-12)
-        np.testing.assert_allclose(stats.mass, expected.mass, rtol=1e-10)
-        np.testing.assert_allclose(stats.means, expected.means, rtol=1e-9, atol=1e-12)
-        np.testing.assert_allclose(stats.scatter, expected.scatter, rtol=1e-9)
-
-
-@pytest.mark.skipif(not KERNELS_BUILT, reason="compiled kernels are not built")
-@pytest.mark.parametrize("cls", [MultiprocessingStrategy, JoblibProcessesStrategy])
-def test_kernel_and_numpy_paths_agree(cls, data) -> None:
-    X, init = data
-    derived = derive(init)
-    results = {}
-    for use_kernels in (False, True):
-        with cls(workers=2, use_kernels=use_kernels) as strategy:
-            strategy.prepare(X)
-            stats, loglik = strategy.fused_iteration(derived)
-            results[use_kernels] = (stats, loglik, strategy.runtime_info()["kernel"])
-    assert results[False][2] == "numpy"
-    assert results[True][2] == "cython"
-    assert results[True][1] == pytest.approx(results[False][1], rel=1e-12)
-    np.testing.assert_allclose(results[True][0].means, results[False][0].means, rtol=1e-10)
-    np.testing.assert_allclose(results[True][0].scatter, results[False][0].scatter, rtol=1e-9)
 
 
 @pytest.mark.parametrize("cls", [MultiprocessingStrategy, JoblibProcessesStrategy])
@@ -218,7 +195,7 @@ def test_workers_single_threaded_and_traffic_independent_of_n(name: str) -> None
         assert len(set(info["worker_pids"])) == 2
         assert info["worker_blas_threads"] == 1
         assert info["worker_openmp_threads"] == 1
-        assert info["kernel"] in ("cython", "numpy")
+        assert info["kernel"] == "cython"
         assert info["start_method"]
         assert info["prepare_pool_seconds"] > 0 and info["prepare_data_seconds"] > 0
         assert info["iterations_measured"] == 3
@@ -230,13 +207,13 @@ def test_workers_single_threaded_and_traffic_independent_of_n(name: str) -> None
 
 
 def test_start_method_from_argument_environment_and_default(monkeypatch) -> None:
-    monkeypatch.delenv(pc.START_METHOD_ENV, raising=False)
-    assert MultiprocessingStrategy(2).start_method == pc.DEFAULT_START_METHOD
-    monkeypatch.setenv(pc.START_METHOD_ENV, "spawn")
+    monkeypatch.delenv(control.START_METHOD_ENV, raising=False)
+    assert MultiprocessingStrategy(2).start_method == control.DEFAULT_START_METHOD
+    monkeypatch.setenv(control.START_METHOD_ENV, "spawn")
     assert MultiprocessingStrategy(2).start_method == "spawn"
     assert MultiprocessingStrategy(2, start_method="fork").start_method == "fork"
     assert MultiprocessingStrategy(2).runtime_info()["start_method"] == "spawn"
-    monkeypatch.setenv(pc.START_METHOD_ENV, "threads")
+    monkeypatch.setenv(control.START_METHOD_ENV, "threads")
     with pytest.raises(InvalidParameterError, match="GMM_HARNESS_START_METHOD"):
         MultiprocessingStrategy(2)
     with pytest.raises(InvalidParameterError, match="start_method"):
@@ -249,11 +226,8 @@ def test_bad_arguments_give_one_clear_error(data) -> None:
         MultiprocessingStrategy(2, tasks_per_worker=0)
     with pytest.raises(InvalidParameterError, match="max_nbytes"):
         JoblibProcessesStrategy(2, max_nbytes=-1)
-    with pytest.raises(InvalidParameterError, match="NumPy only"):
-        strategies.get_strategy("multiprocessing-components")(2, use_kernels=True)
-    if not KERNELS_BUILT:
-        with pytest.raises(InvalidParameterError, match="use_kernels"):
-            MultiprocessingStrategy(2, use_kernels=True)
+    with pytest.raises(InvalidParameterError, match="task_timeout"):
+        MultiprocessingStrategy(2, task_timeout=0)
     with MultiprocessingStrategy(2) as strategy:
         with pytest.raises(InvalidParameterError, match="prepare"):
             strategy.fused_iteration(derive(init))
@@ -315,10 +289,13 @@ def test_killed_worker_fails_fast_with_worker_error(name: str, start_method, dat
         pids = strategy.runtime_info()["worker_pids"]
         os.kill(pids[0], signal.SIGKILL)
         start = time.monotonic()
-        with pytest.raises(WorkerError, match=r"died|failed|terminated"):
+        with pytest.raises(WorkerError, match=r"died|failed|terminated") as raised:
             for _ in range(50):  # the pool notices within milliseconds; never hangs
                 strategy.e_step(derive(init))
         assert time.monotonic() - start < 10
+        if name != "joblib-processes":  # the killed worker, not those the pool stopped
+            assert f"[{pids[0]}]" in str(raised.value), str(raised.value)
+            assert str(pids[1]) not in str(raised.value), str(raised.value)
         with pytest.raises(WorkerError, match="prepare"):
             strategy.e_step(derive(init))
     finally:
@@ -330,15 +307,15 @@ def test_killed_worker_fails_fast_with_worker_error(name: str, start_method, dat
 
 @pytest.mark.timeout(45)
 def test_exception_in_worker_gives_worker_error_and_cleans_up(data, monkeypatch) -> None:
-    """A worker raising (here: a fault injected into the NumPy path, inherited by fork)."""
+    """A worker raising (here: a fault injected into its task, inherited by fork)."""
     X, init = data
 
     def broken(*args: object) -> None:
         raise ValueError("injected fault")
 
-    monkeypatch.setattr(pc, "_accumulate_shifted", broken)
+    monkeypatch.setattr(worker_tasks, "fused_statistics", broken)
     before = _children()
-    with MultiprocessingStrategy(2, start_method="fork", use_kernels=False) as strategy:
+    with MultiprocessingStrategy(2, start_method="fork") as strategy:
         strategy.prepare(X)
         pids = strategy.runtime_info()["worker_pids"]
         with pytest.raises(WorkerError, match="ValueError: injected fault"):
@@ -374,6 +351,64 @@ def test_close_leaves_no_process_and_no_shared_memory(name: str, data) -> None:
     strategy.close()
     strategy.close()  # twice is fine
     _assert_clean(before, info["worker_pids"])
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("name", ["multiprocessing", "joblib-processes"])
+def test_stopped_worker_fails_past_the_derived_deadline(name: str, data, monkeypatch) -> None:
+    """A worker that stops without dying (SIGSTOP) no longer blocks the fit for ever:
+    past the deadline derived from earlier calls it is killed and named.
+
+    Every worker is stopped (one, for ``multiprocessing``): an idle stopped worker
+    blocks nothing, the others take its tasks. joblib runs ``n_jobs=1`` in-process,
+    so it gets two workers, both stopped.
+    """
+    X, init = data
+    monkeypatch.setattr(control, "TASK_TIMEOUT_FLOOR", 1.0)
+    before = _children()
+    strategy = _create(name, workers=1 if name == "multiprocessing" else 2)
+    try:
+        fit(strategy, X, init, max_iter=2)  # measured calls: the deadline is the floor
+        info = strategy.runtime_info()
+        limit = info["task_timeout_seconds"]
+        assert 1.0 <= limit < control.FIRST_CALL_TIMEOUT, limit
+        assert info["task_timeout_fixed"] is False
+        pids = info["worker_pids"]
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        start = time.monotonic()
+        with pytest.raises(WorkerError, match="deadline") as raised:
+            strategy.fused_iteration(derive(init))
+        elapsed = time.monotonic() - start
+        assert all(str(pid) in str(raised.value) for pid in pids), str(raised.value)
+        assert elapsed < limit + 10, (elapsed, limit)
+    finally:
+        for pid in strategy.runtime_info().get("worker_pids", []):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        strategy.close()
+    _assert_clean(before, pids)
+
+
+def test_task_timeout_from_argument_environment_or_derived(monkeypatch) -> None:
+    monkeypatch.delenv(control.TASK_TIMEOUT_ENV, raising=False)
+    assert MultiprocessingStrategy(2).task_timeout is None
+    assert MultiprocessingStrategy(2).runtime_info()["task_timeout_seconds"] == (
+        control.FIRST_CALL_TIMEOUT
+    )
+    monkeypatch.setenv(control.TASK_TIMEOUT_ENV, "7.5")
+    assert JoblibProcessesStrategy(2).task_timeout == 7.5
+    assert MultiprocessingStrategy(2, task_timeout=3).runtime_info()["task_timeout_seconds"] == 3
+    monkeypatch.setenv(control.TASK_TIMEOUT_ENV, "soon")
+    with pytest.raises(InvalidParameterError, match="GMM_HARNESS_TASK_TIMEOUT"):
+        MultiprocessingStrategy(2)
+    for bad in (0, -1, float("inf"), True, "x"):
+        with pytest.raises(InvalidParameterError, match="task_timeout"):
+            MultiprocessingStrategy(2, task_timeout=bad)
+    deadline = control.TaskDeadline(None)
+    for seconds in (0.001, 2.0, 0.002):
+        deadline.record(seconds)
+    assert deadline.limit() == max(control.TASK_TIMEOUT_FLOOR, control.TASK_TIMEOUT_FACTOR * 2.0)
 
 
 _CHILD_SCRIPT = textwrap.dedent(
@@ -479,6 +514,90 @@ def test_killed_parent_leaves_no_workers_and_no_shared_memory(name: str, tmp_pat
     assert not _our_shm_entries(child.pid)
 
 
+#: Ctrl-C tries, and the seconds a fit may take to exit after one (interpreter
+#: shutdown included, on a loaded 2-core machine).
+CTRL_C_TRIES = 20
+CTRL_C_EXIT_BOUND = 20.0
+CTRL_C_FIT = (
+    "-m", "harness", "fit", "--strategy", "multiprocessing", "--workers", "2",
+    "--workload", "highdim", "--n", "20000", "--iterations", "300",
+)  # fmt: skip
+
+
+def _shm_mapped_by(pids: list[int]) -> set[str]:
+    """/dev/shm files (segments, named semaphores) these processes have mapped."""
+    found = set()
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
+                fields = line.split(maxsplit=5)
+                path = fields[5] if len(fields) == 6 else ""
+                if path.startswith("/dev/shm/"):
+                    found.add(path.removesuffix(" (deleted)"))
+    return found
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(CTRL_C_TRIES * 60)
+def test_ctrl_c_at_random_points_of_a_fit_always_exits_and_leaves_nothing() -> None:
+    """SIGINT to the whole process group (as a terminal's Ctrl-C) at a random moment
+    of prepare or the iterations: the fit exits within the bound every time, and no
+    process of its group nor any /dev/shm entry it had mapped is left."""
+    rng = np.random.default_rng()
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    worst, log = 0.0, []
+    for attempt in range(CTRL_C_TRIES):
+        child = subprocess.Popen(
+            [sys.executable, *CTRL_C_FIT],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            assert child.stdout.readline().startswith("strategy"), "fit did not start"
+            time.sleep(float(rng.uniform(0.0, 2.0)))  # prepare, then the first iterations
+            group = [child.pid] + [p.pid for p in psutil.Process(child.pid).children(True)]
+            mapped = _shm_mapped_by(group) | _our_shm_entries(child.pid)
+            os.killpg(child.pid, signal.SIGINT)
+            start = time.monotonic()
+            try:
+                child.wait(timeout=CTRL_C_EXIT_BOUND)
+            except subprocess.TimeoutExpired:
+                pytest.fail(
+                    f"try {attempt + 1} of {CTRL_C_TRIES}: no exit {CTRL_C_EXIT_BOUND} s after "
+                    f"Ctrl-C (worst exit before: {worst:.2f} s)"
+                )
+            seconds = time.monotonic() - start
+            worst = max(worst, seconds)
+            log.append(round(seconds, 2))
+            deadline = time.monotonic() + 10
+            while _group_alive(child.pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            left = {path for path in mapped if os.path.exists(path)}
+            left |= {f"/dev/shm/{name}" for name in _our_shm_entries(child.pid)}
+            summary = f"try {attempt + 1} of {CTRL_C_TRIES}, exits {log}, worst {worst:.2f} s"
+            assert not _group_alive(child.pid), f"processes left in the group; {summary}"
+            assert not left, f"/dev/shm entries left: {sorted(left)}; {summary}"
+        finally:
+            if child.poll() is None or _group_alive(child.pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(child.pid, signal.SIGKILL)
+                child.wait()
+            child.stdout.close()
+    print(f"Ctrl-C: {CTRL_C_TRIES} tries, worst exit {worst:.2f} s, exits {log}")
+
+
 # ---- harness.sweep.memory -----------------------------------------------------------------
 
 
@@ -498,7 +617,7 @@ def _touch_in_child(name: str, nbytes: int, ready, done) -> None:
 def test_tree_pss_counts_a_child_and_shared_pages_once() -> None:
     nbytes = 128 * 1024**2
     context = multiprocessing.get_context("fork")
-    shared = pc.SharedArray((nbytes,), np.uint8)
+    shared = shm.SharedArray((nbytes,), np.uint8)
     try:
         shared.lease().array()[:] = 1  # parent maps and dirties every page
         alone = process_tree_pss()

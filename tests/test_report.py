@@ -6,7 +6,6 @@ so the numbers in the report can be checked against values computed by hand.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from pathlib import Path
@@ -20,6 +19,7 @@ from harness.model.errors import DataFileError
 from harness.report import analysis as an
 from harness.report.markdown import plot_run
 from harness.sweep.results import CHARTS_DIR, COLUMNS, META_FILE, REPORT_FILE, TABLE_FILE, config_id
+from tests.conftest import write_run_folder
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -185,11 +185,8 @@ def synthetic_table(
 
 def write_run(folder: Path, table: pd.DataFrame, seed: int = 0) -> Path:
     """A results folder as the runner writes it (meta.json shaped like its output)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    table.to_csv(folder / TABLE_FILE, index=False)
     meta = {
         "schema_version": 1,
-        "run_id": folder.name,
         "created": "2026-01-01T00:00:00",
         "status": "finished",
         "host": {"cpu_model": "Test CPU", "usable_cores": 2, "machine": "x86_64"},
@@ -201,8 +198,7 @@ def write_run(folder: Path, table: pd.DataFrame, seed: int = 0) -> Path:
             "dask": {"kind": "distributed", "available": False, "reason": "dask not installed"},
         },
     }
-    (folder / META_FILE).write_text(json.dumps(meta))
-    return folder
+    return write_run_folder(folder, table, meta)
 
 
 def _expected_stems(workloads, two_d) -> set[str]:
@@ -245,8 +241,19 @@ def test_plot_writes_every_chart_and_the_report(tmp_path: Path) -> None:
     assert "Every configuration in the table was measured." in report
 
 
-def test_cli_plot_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def only_format(monkeypatch: pytest.MonkeyPatch, fmt: str) -> None:
+    """Draw the charts in one format: a test that reads only the report need not pay for
+    two renderings of every chart (the test above checks both formats)."""
+    from harness.report import chart_kit
+
+    monkeypatch.setattr(chart_kit, "FORMATS", (fmt,))
+
+
+def test_cli_plot_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The command works end to end (without meta.json it refuses: tests/test_hostile.py)."""
+    only_format(monkeypatch, "svg")
     run = write_run(
         tmp_path / "run-cli", synthetic_table(workloads=("highdim",), ns=(1_000, 2_000), values=3)
     )
@@ -279,7 +286,10 @@ def test_table_without_measurement_columns_is_refused(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------------------
 
 
-def test_failed_and_skipped_rows_still_plot(tmp_path: Path) -> None:
+def test_failed_and_skipped_rows_still_plot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    only_format(monkeypatch, "png")
     table = synthetic_table(
         workloads=("quinn",), ns=(1_000, 2_000, 4_000), values=3, with_problems=True
     )
@@ -390,7 +400,10 @@ def test_derived_numbers_match_hand_computation() -> None:
     assert best.loc[2, "margin"] == pytest.approx(1.5)
 
 
-def test_report_shows_the_hand_computed_numbers(tmp_path: Path) -> None:
+def test_report_shows_the_hand_computed_numbers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    only_format(monkeypatch, "png")
     run = write_run(tmp_path / "run-hand", _hand_table())
     plot_run(run, fitted_model=False)
     report = (run / REPORT_FILE).read_text()
@@ -399,24 +412,31 @@ def test_report_shows_the_hand_computed_numbers(tmp_path: Path) -> None:
         line for line in scaling.splitlines() if line.startswith("| `openmp` | openmp | 2 |")
     )
     cells = [cell.strip() for cell in openmp_row.strip("|").split("|")]
-    assert cells[3] == "600 ms [575 ms – 650 ms]"
-    assert cells[4] == "1.67×"  # 1.0 / 0.6
-    assert cells[5] == "0.83× (`einsum`)"  # 0.5 / 0.6
+    # 95% interval of a median of 3 values from one process: the range of the values
+    # (each end drawn with probability 7/27), widened by the single-process allowance
+    assert cells[3] == "600 ms [500 ms – 770 ms]"  # [0.55 / 1.1, 0.70 * 1.1]
+    speedup = re.fullmatch(r"1\.67× \[(\d\.\d\d)–(\d\.\d\d)\]", cells[4])  # 1.0 / 0.6
+    assert speedup and float(speedup[1]) < 1.0 / 0.6 < float(speedup[2])
+    assert cells[5].startswith("0.83× [") and cells[5].endswith("] (`einsum`)")  # 0.5 / 0.6
     assert cells[6] == "83%"
     assert cells[7] == "0.200"  # Karp-Flatt
     amdahl_block = report.split("### Amdahl model at n = 5,000")[1].split("###")[0]
     openmp_fit = next(line for line in amdahl_block.splitlines() if line.startswith("| `openmp` |"))
-    assert re.sub(r"\s+", " ", openmp_fit) == (
-        "| `openmp` | 2 | 0.200 | 2.50× | 3.33× | 4.00× | 4.71× | 5.00× |"
-    )
+    cells = [cell.strip() for cell in openmp_fit.strip("|").split("|")]
+    assert cells[:2] == ["`openmp`", "2"] and cells[2].startswith("0.200 [")
+    # three values per side: the band at every core count is wider than the model value
+    assert cells[3:7] == ["— (band wider than the value)"] * 4
+    assert cells[7] == "—"
     summary = report.split("### Fastest strategy at each size and worker count")[1]
     row_2w = next(line for line in summary.splitlines() if line.startswith("| 5,000 | 2 |"))
     # einsum at 2 workers, 0.4 s: 5.00x python (2.0 s), 1.25x einsum@1, 4.00x sklearn (1.6 s)
     assert row_2w.split("|")[3].strip() == "`einsum`"
     assert [c.strip() for c in row_2w.strip("|").split("|")[5:]] == ["5.00×", "1.25×", "4.00×"]
-    assert "`openmp` (1.50×)" in row_2w
+    assert "`openmp` (1.50× [" in row_2w
     # a finding states the serial fraction and the model
-    assert "Karp-Flatt serial fraction 0.600" in report or "0.200" in report
+    assert "(efficiency 83%, Karp-Flatt serial fraction 0.200)" in report
+    # with three values per side the model band is wider than every prediction
+    assert "No Amdahl extrapolation is given" in report
 
 
 def test_karp_flatt_and_amdahl_functions() -> None:
@@ -445,10 +465,13 @@ def test_crossover_finding_names_the_threshold() -> None:
     result = an.analyse(
         synthetic_table(workloads=("highdim",), ns=(1_000, 10_000, 100_000, 1_000_000), values=3)
     )
-    text = " ".join(result.findings)
+    crossover = [f for f in result.findings if f.kind == "crossover"]
+    assert len(crossover) == 1 and crossover[0].strategies[0] == "multiprocessing"
+    text = crossover[0].text
     assert "`multiprocessing` (2 workers) loses to the fastest 1-worker strategy" in text
-    assert "below n = 100,000" in text
+    assert "up to n = 10,000" in text and "wins from n = 100,000 on" in text
     assert "fixed cost of about" in text
+    assert crossover[0].ci_high < 1  # the loss it rests on is beyond the noise
 
 
 def test_skips_of_sequential_strategies_at_more_workers_are_by_design_only_if_new() -> None:

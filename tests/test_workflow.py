@@ -1,6 +1,6 @@
 """The GitHub Actions workflow cannot run here: check that it is valid and does its job.
 
-Loads ``.github/workflows/bench.yml``, checks the steps the issue asks for and their
+Loads ``.github/workflows/bench.yml``, checks the steps the CI job needs and their
 order, that every shell script parses, that every ``steps.<id>`` it refers to exists,
 that every ``make`` target and ``python -m harness`` command it calls exists, and runs
 the compare and summary steps' own scripts on synthetic results.
@@ -129,7 +129,7 @@ def test_step_references_and_commands_exist(workflow, steps):
     commands = {"fit", "strategies", *_COMMAND_MODULES}
     for command in set(re.findall(r"-m harness ([\w-]+)", text)):
         assert command in commands, f"python -m harness has no {command!r} command"
-    for command in ("compare", "check"):  # this issue's commands are really there
+    for command in ("compare", "check"):  # the gate's commands are really there
         assert command in build_parser()._subparsers._group_actions[0].choices
 
 

@@ -18,7 +18,7 @@ kept rounds. Interleaving makes a neighbour's load fall on every configuration a
 so the ratios printed (medians over rounds, taken side by side) are the figures to
 quote; absolute times on a shared machine are indicative.
 
-The issue's targets live here (never in tests); a PASS/FAIL line is printed for each
+The targets live here (never in tests); a PASS/FAIL line is printed for each
 and the exit status is 1 when any fails:
 
 * schreiber: fastest compiled strategy at 2 workers <= 60 ms per iteration, and at
@@ -44,11 +44,6 @@ import numpy as np
 
 from harness.model import args as types
 from harness.model.errors import DataFileError, InvalidParameterError
-
-HELP = (
-    "compiled strategies (cython, openmp, openmp-components, joblib-threads) at 1 and 2 "
-    "workers vs scikit-learn's E+M step per iteration, side by side, with the issue's targets"
-)
 
 COMPILED = ("cython", "openmp", "openmp-components", "joblib-threads")
 REFERENCE = "sklearn"

@@ -8,25 +8,30 @@ Four measurements, in one run, each printed as a table:
    process strategies, for comparison) against the single-process ``einsum``
    strategy. Every configuration runs in a fresh Python process started by this
    command, so each starts from the same baseline (data generated, nothing else).
-   Target: ``multiprocessing`` <= 1.5x ``einsum``.
+   Target: ``peak_pss_ratio`` (``multiprocessing`` / ``einsum``).
 2. **Time**: per-iteration time across sizes of the process strategies against the
    *same per-chunk code* run over all of X in this process, single-threaded (the
-   compiled kernel when built, else the NumPy path; the ``kernel`` column says
-   which). Iterations are :func:`harness.sweep.em.em_iteration` calls, the driver's own,
+   compiled kernel, as in the workers). Iterations are
+   :func:`harness.sweep.em.em_iteration` calls, the driver's own,
    timed alternately (one of each in turn, repeated) so that a neighbour's load
-   affects all columns alike. Target: within 1.5x at the workload's size; the
-   crossover is the smallest n from which the pool is faster at every larger n
-   measured.
+   affects all columns alike. Targets: ``fused_time_ratio`` (pool / in-process at
+   the memory measurement's n) and ``crossover_n``, the smallest n from which the pool
+   is faster at every larger n measured.
 3. **Prepare**: ``prepare`` (pool start plus data placement, split) for each start
    method of ``multiprocessing`` and for joblib's loky, cold (first pool of a fresh
    process: for forkserver, the server starts too) and warm (a second pool in the
-   same process), each in a fresh process.
+   same process), each in a fresh process. Target: ``prepare_failures``.
 4. **Traffic**: bytes the workers read (tasks) and wrote (results) per iteration,
    measured from their I/O counters, against the n x k x 8 bytes that pickling the
    responsibilities back (as the seed did) would move.
 
-Exit status 0 when every target passes, 1 otherwise. Timings on a shared machine
+The targets' thresholds are data: section ``[bench-processes]`` of
+``results/targets.toml`` (:mod:`harness.bench.targets`; ``--targets`` reads another
+file). Exit status 0 when every target passes, 1 otherwise. Timings on a shared machine
 are indicative; ratios taken in one run are the figures to quote.
+
+It measures in child processes it starts and prints tables; it writes no results
+folder (only the ``--json`` file asked for) and changes no strategy.
 """
 
 from __future__ import annotations
@@ -44,19 +49,15 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.bench.targets import judge, load_targets, print_verdicts
 from harness.model import args as types
-from harness.model.errors import DataFileError, HarnessError, InvalidParameterError
-
-HELP = (
-    "process strategies' targets: peak PSS vs einsum, per-iteration time vs the same "
-    "kernel in one process (crossover in n), prepare per start method, bytes per iteration"
-)
+from harness.model.errors import HarnessError, InvalidParameterError
+from harness.sweep.formats import to_json, write_text_atomic
 
 ROOT = Path(__file__).resolve().parents[2]
 
-#: The issue's thresholds.
-MEMORY_TARGET = 1.5
-TIME_TARGET = 1.5
+#: The figures this command computes, which targets may name (see the module docstring).
+METRICS = ("peak_pss_ratio", "fused_time_ratio", "crossover_n", "prepare_failures")
 
 DEFAULT_SIZES = (10_000, 30_000, 100_000, 300_000, 1_000_000, 4_000_000)
 QUICK_SIZES = (10_000, 100_000, 1_000_000)
@@ -119,6 +120,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="also write every figure to this JSON file (checked before the benchmark)",
     )
+    parser.add_argument(
+        "--targets",
+        metavar="FILE",
+        default=None,
+        help="targets file, section [bench-processes] (default: results/targets.toml)",
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -128,7 +135,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def _in_process_kernel(use_kernels: bool) -> object:
     """A strategy running the workers' per-chunk functions over all of X, here, 1 thread."""
-    import strategies._process_common as pc
+    import strategies.pool.chunks as pc
     from harness.model.gmm import DerivedParams, SufficientStats
     from strategies.base import Strategy
 
@@ -138,7 +145,7 @@ def _in_process_kernel(use_kernels: bool) -> object:
 
         def __init__(self) -> None:
             super().__init__(1)
-            self.kernel = pc.load_kernels()[0] if use_kernels else None
+            self.kernel = pc.load_kernels()
             self._shift: np.ndarray | None = None
 
         def fused_iteration(self, derived: DerivedParams) -> tuple[SufficientStats, float]:
@@ -225,14 +232,14 @@ def _child_prepare(spec: dict) -> dict:
 
 def _child_capacity(spec: dict) -> dict:
     """Median seconds of the per-chunk code over all of X, repeated for ``seconds``."""
-    import strategies._process_common as pc
+    import strategies.pool.chunks as pc
     from harness.model.gmm import derive, initial_params
     from harness.model.threads import limit_blas
     from harness.model.workloads import make_workload
 
     X = make_workload("schreiber", n=spec["n"], seed=0).X
     model = pc.unpack_model(pc.pack_model(derive(initial_params(X, 4, seed=0))))
-    kernel = pc.load_kernels()[0]
+    kernel = pc.load_kernels()
     with limit_blas(1):
         pc.fused_statistics(X, model, kernel)
         # Start together: every process waits for the same wall-clock instant.
@@ -270,7 +277,7 @@ def _run_child(kind: str, spec: dict) -> dict:
 
 def _child_main(kind: str, spec_json: str) -> int:
     result = _CHILDREN[kind](json.loads(spec_json))
-    print(json.dumps(result, default=str))
+    print(to_json(result))
     return 0
 
 
@@ -324,14 +331,13 @@ def _time_pair(strategy: object, params: object, fused: bool, repeats: int) -> l
 
 def measure_time(sizes: tuple[int, ...], workers: int, repeats: int) -> list[dict]:
     """Per-iteration medians at each n: pool strategies vs the same code in-process."""
-    import strategies._process_common as pc
     from harness.model.gmm import initial_params
     from harness.model.threads import limit_blas
     from harness.model.workloads import make_workload
     from strategies.joblib_processes import JoblibProcessesStrategy
     from strategies.multiprocessing_pool import MultiprocessingStrategy
 
-    use_kernels = pc.load_kernels()[0] is not None
+    use_kernels = True  # the pool strategies need the compiled kernels
     rows = []
     for n in sizes:
         print(f"  time: n = {n:,} ...", flush=True)
@@ -362,7 +368,7 @@ def measure_time(sizes: tuple[int, ...], workers: int, repeats: int) -> list[dic
             {
                 "n": n,
                 "k": dataset.k,
-                "kernel": pc.kernel_path(serial.kernel),
+                "kernel": "cython",
                 "medians": medians,
                 "ratio_fused": medians["multiprocessing fused"] / medians["in-process fused"],
                 "ratio_joblib": medians["joblib-processes fused"] / medians["in-process fused"],
@@ -450,10 +456,10 @@ def measure_capacity(workers: int, seconds: float = 3.0, n: int = 1_000_000) -> 
 
 
 def measure_prepare(n: int, workers: int) -> list[dict]:
-    import strategies._process_common as pc
+    from strategies.pool.control import START_METHODS
 
     rows = []
-    for method in pc.START_METHODS:
+    for method in START_METHODS:
         print(f"  prepare: multiprocessing, {method} ...", flush=True)
         spec = {
             "strategy": "multiprocessing",
@@ -477,10 +483,6 @@ def _mib(value: float | None) -> str:
     return "-" if value is None else f"{value / MIB:,.1f}"
 
 
-def _verdict(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
-
-
 def crossover(rows: list[dict], key: str) -> int | None:
     """Smallest n from which ``key`` (pool / in-process) stays below 1 for all larger n."""
     found = None
@@ -502,11 +504,10 @@ def _first_within(rows: list[dict], key: str, limit: float) -> int | None:
     return found
 
 
-def report_memory(rows: list[dict]) -> list[tuple[str, bool, str]]:
+def report_memory(rows: list[dict]) -> dict[str, tuple[float | None, str]]:
     print("\nPeak PSS of the process tree (prepare + iterations), fresh process each")
     print(f"{'configuration':<36} {'peak MiB':>10} {'start MiB':>10} {'x einsum':>9}  notes")
     base = rows[0].get("peak_bytes")
-    verdicts = []
     for row in rows:
         if "error" in row:
             print(f"{row['label']:<36} {'failed':>10}  {row['error']}")
@@ -523,19 +524,14 @@ def report_memory(rows: list[dict]) -> list[tuple[str, bool, str]]:
     target = rows[1] if len(rows) > 1 else {}
     if base and "peak_bytes" in target:
         ratio = target["peak_bytes"] / base
-        verdicts.append(
-            (
-                f"peak PSS {target['label']} <= {MEMORY_TARGET}x einsum",
-                ratio <= MEMORY_TARGET,
-                f"{ratio:.2f}x",
-            )
-        )
-    else:
-        verdicts.append(("peak PSS vs einsum", False, "not measured"))
-    return verdicts
+        return {"peak_pss_ratio": (ratio, f"{ratio:.2f}x ({target['label']})")}
+    return {"peak_pss_ratio": (None, "")}
 
 
-def report_time(rows: list[dict], target_n: int) -> list[tuple[str, bool, str]]:
+def report_time(
+    rows: list[dict], target_n: int, within: float
+) -> dict[str, tuple[float | None, str]]:
+    """Print the time table; the figures at ``target_n``. ``within``: ratio to locate."""
     kernel = rows[0]["kernel"] if rows else "?"
     print(
         f"\nPer-iteration time (median ms), same per-chunk code ({kernel}) in one process "
@@ -550,38 +546,30 @@ def report_time(rows: list[dict], target_n: int) -> list[tuple[str, bool, str]]:
             f"{row['n']:>10,} {cells} {row['ratio_fused']:>10.2f} {row['ratio_joblib']:>10.2f} "
             f"{row['ratio_em']:>10.2f}"
         )
-    verdicts = []
     for key, name in (
         ("ratio_fused", "multiprocessing fused"),
         ("ratio_joblib", "joblib-processes fused"),
         ("ratio_em", "multiprocessing e+m"),
     ):
         cross = crossover(rows, key)
-        within = _first_within(rows, key, TIME_TARGET)
+        close = _first_within(rows, key, within)
         print(
             f"  {name}: faster than in-process from n = "
-            f"{'not in range' if cross is None else f'{cross:,}'}; within {TIME_TARGET}x "
-            f"from n = {'not in range' if within is None else f'{within:,}'}"
+            f"{'not in range' if cross is None else f'{cross:,}'}; within {within:g}x "
+            f"from n = {'not in range' if close is None else f'{close:,}'}"
         )
     at_target = [row for row in rows if row["n"] == target_n] or rows[-1:]
-    if at_target:
-        row = at_target[0]
-        verdicts.append(
-            (
-                f"multiprocessing fused within {TIME_TARGET}x of in-process at n = {row['n']:,}",
-                row["ratio_fused"] <= TIME_TARGET,
-                f"{row['ratio_fused']:.2f}x",
-            )
-        )
-        cross = crossover(rows, "ratio_fused")
-        verdicts.append(
-            (
-                "crossover in n located",
-                cross is not None,
-                "faster from n = " + ("not in range" if cross is None else f"{cross:,}"),
-            )
-        )
-    return verdicts
+    if not at_target:
+        return {"fused_time_ratio": (None, ""), "crossover_n": (None, "")}
+    row = at_target[0]
+    cross = crossover(rows, "ratio_fused")
+    return {
+        "fused_time_ratio": (row["ratio_fused"], f"{row['ratio_fused']:.2f}x at n = {row['n']:,}"),
+        "crossover_n": (
+            cross,
+            "faster from n = " + ("not in range" if cross is None else f"{cross:,}"),
+        ),
+    }
 
 
 def report_traffic(rows: list[dict]) -> None:
@@ -602,16 +590,16 @@ def report_traffic(rows: list[dict]) -> None:
         print(f"{row['n']:>10,} {cells} {row['pickled_log_resp_bytes']:>12,}")
 
 
-def report_prepare(rows: list[dict]) -> list[tuple[str, bool, str]]:
+def report_prepare(rows: list[dict]) -> dict[str, tuple[float | None, str]]:
     print("\nprepare (pool start + data placement), fresh process each; ms")
     print(
         f"{'start method':<28} {'cold':>9} {'= pool':>9} {'+ data':>9} {'warm':>9} "
         f"{'= pool':>9} {'+ data':>9}"
     )
-    ok = True
+    failures = 0
     for row in rows:
         if "error" in row:
-            ok = False
+            failures += 1
             print(f"{row['label']:<28} failed: {row['error']}")
             continue
         cold, warm = row["cold"], row["warm"]
@@ -626,7 +614,7 @@ def report_prepare(rows: list[dict]) -> list[tuple[str, bool, str]]:
         for row in rows
         if "cold" in row
     )
-    return [("prepare cost measured for fork, spawn, forkserver (and loky)", ok, summary)]
+    return {"prepare_failures": (failures, f"{failures} failed; {summary}")}
 
 
 # --------------------------------------------------------------------------------------
@@ -644,6 +632,8 @@ def main(args: argparse.Namespace) -> int:
     if unknown:
         raise InvalidParameterError(f"--only accepts memory, time, prepare; got {sorted(unknown)}")
     n = args.n if args.n is not None else (1_000_000 if args.quick else WORKLOADS["schreiber"].n)
+    targets = load_targets("bench-processes", args.targets, METRICS)  # bad file: fail first
+    time_limit = next((t.threshold for t in targets if t.metric == "fused_time_ratio"), 1.5)
     sizes = args.sizes or (QUICK_SIZES if args.quick else DEFAULT_SIZES)
     spec = WORKLOADS["schreiber"]
     if n < max(spec.k, MIN_TIME_SIZE):
@@ -669,10 +659,10 @@ def main(args: argparse.Namespace) -> int:
         "sizes": list(sizes),
         "load_average_before": load_before[0],
     }
-    verdicts: list[tuple[str, bool, str]] = []
+    measured: dict[str, tuple[float | None, str]] = {}
     if "memory" in sections:
         figures["memory"] = rows = measure_memory(n, args.workers, iterations)
-        verdicts += report_memory(rows)
+        measured.update(report_memory(rows))
     if "time" in sections:
         figures["capacity"] = capacity = measure_capacity(args.workers)
         figures["time"] = rows = measure_time(sizes, args.workers, repeats)
@@ -683,26 +673,22 @@ def main(args: argparse.Namespace) -> int:
             + f" ms in {args.workers} processes at once); a pool cannot beat one process "
             "by more than this"
         )
-        verdicts += report_time(rows, n)
+        measured.update(report_time(rows, n, time_limit))
         figures["traffic"] = traffic = measure_traffic(sizes, args.workers)
         report_traffic(traffic)
     if "prepare" in sections:
         figures["prepare"] = rows = measure_prepare(n, args.workers)
-        verdicts += report_prepare(rows)
+        measured.update(report_prepare(rows))
 
     figures["load_average_after"] = os.getloadavg()[0]
     print(f"\nload average (1 min) {figures['load_average_after']:.2f} at the end")
-    print("\nTargets")
-    for name, ok, detail in verdicts:
-        print(f"  {_verdict(ok)}  {name}: {detail}")
+    verdicts = judge(targets, measured)
+    print_verdicts(verdicts)
     figures["verdicts"] = [
         {"target": name, "pass": ok, "detail": detail} for name, ok, detail in verdicts
     ]
     if args.json:
-        try:
-            Path(args.json).write_text(json.dumps(figures, indent=2, default=str))
-        except OSError as exc:
-            raise DataFileError(f"cannot write {args.json}: {exc}") from exc
+        write_text_atomic(args.json, to_json(figures, indent=2))
         print(f"\nfigures written to {args.json}")
     return 0 if all(ok for _, ok, _ in verdicts) else 1
 

@@ -62,6 +62,9 @@ fine: unavailable here); optional ``workload`` and ``strategies`` restrict it.
 
 Timing figures are ratios of medians (or minima, ``statistic = "min"``) over the
 repeated values of ``phase``.
+
+It reads a run folder and the expectations file; it never writes into the run or
+measures anything.
 """
 
 from __future__ import annotations
@@ -77,12 +80,7 @@ import numpy as np
 import pandas as pd
 
 from harness.model.errors import DataFileError, InvalidParameterError
-from harness.sweep.results import PHASES, load_meta, load_table
-
-HELP = (
-    "check a run against the scale-free expectations (speedups, ratios between "
-    "strategies, log-likelihood agreement); exit 1 if any fails"
-)
+from harness.sweep.results import PHASES, load_meta, load_table, why_not_measured
 
 #: Default expectations file, next to the results it judges.
 DEFAULT_EXPECTATIONS = Path(__file__).resolve().parents[2] / "results" / "expectations.toml"
@@ -482,16 +480,8 @@ class _RunView:
 
     def why_missing(self, workload: str, n: int, strategy: str, workers: int, phase: str) -> str:
         """Why a configuration has no timing: skipped/failed and the reason, or absent."""
-        rows = self.rows(workload, n, strategy, workers)
-        label = f"{strategy} at {workers} worker(s)"
-        not_ok = rows[rows["status"] != "ok"]
-        if not not_ok.empty:
-            first = not_ok.iloc[0]
-            error = str(first.get("error", "") or "").strip()
-            return f"{label} {first['status']}" + (f" ({error})" if error else "")
-        if not rows.empty:
-            return f"{label}: phase {phase} not measured"
-        return f"{label} not measured"
+        why = why_not_measured(self.rows(workload, n, strategy, workers), phase)
+        return f"{strategy} at {workers} worker(s) {why}"
 
     def oversubscribed(self, workload: str, n: int, strategy: str, workers: int) -> bool:
         rows = self.rows(workload, n, strategy, workers)

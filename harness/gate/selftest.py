@@ -3,7 +3,7 @@
 ``python -m harness.gate.selftest [--trials 5] [--replicates 3] [--chained]
 [--slowdown cython:1.2] [--iterations 10] [--out DIR] [-- RUNNER_OPTIONS]``
 
-Two targets (issue 7):
+Two targets:
 
 * **A/A**: the same build swept repeatedly with ``--quick`` must give *no* regression,
   in each of ``--trials`` trials;
@@ -23,6 +23,9 @@ are recorded: a comparison across a rebuild, or under someone else's benchmark, 
 the A/A the target means. The figures are printed and written to
 ``DIR/selftest.json`` and ``DIR/selftest.md``. Exit status 0 when both targets are
 met, 1 otherwise, 2 when a sweep fails.
+
+It runs sweeps only through ``python -m harness run``, into folders of its own, and
+reads no other run.
 """
 
 from __future__ import annotations

@@ -2,6 +2,8 @@
 
 The command line turns every :class:`HarnessError` into one line on stderr and
 exit status 2; anything else is a bug and keeps its traceback.
+
+Imports nothing: every layer may raise these.
 """
 
 

@@ -8,6 +8,9 @@
   while a block runs (threadpoolctl).
 * :func:`thread_env`: environment variables that fix thread pools *before* the
   numeric libraries load, for child processes.
+
+Part of the model layer, which strategies import: it may not import
+``strategies`` or anything of ``harness.sweep`` and above.
 """
 
 from __future__ import annotations

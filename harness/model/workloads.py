@@ -8,6 +8,8 @@
 
 ``n`` can be rescaled (the size axis of a sweep); the generator is a function of
 ``(name, n, seed)`` only, so two runs with the same arguments get identical data.
+
+It generates or loads data only: no strategy, no timing, no results folder.
 """
 
 from __future__ import annotations

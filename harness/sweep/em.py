@@ -1,4 +1,8 @@
-"""The EM driver: runs any strategy for a number of iterations or to convergence."""
+"""The EM driver: runs any strategy for a number of iterations or to convergence.
+
+It uses strategies through the interface of :mod:`strategies.base` only, and times
+the iterations for the caller; it writes nothing and knows no results folder.
+"""
 
 from __future__ import annotations
 

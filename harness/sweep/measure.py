@@ -10,24 +10,25 @@ and BLAS thread variables already set to the worker count
 ``SPEC.json`` is a :class:`MeasureSpec`. The process then
 
 1. imports only this strategy's module (:func:`strategies.load_one`), loads the
-   workload and its common start (:func:`save_inputs` wrote them once per size; they
-   are generated here when the spec names no files), and reads back the thread pools
-   the environment gave it (threadpoolctl);
-2. runs the *check*: ``prepare`` plus :data:`CHECK_ITERATIONS` EM iterations from the
-   common start (:func:`harness.model.gmm.initial_params`) with the
-   driver's :func:`harness.sweep.em.em_iteration`, recording the final mean log-likelihood
-   (for the cross-strategy correctness check), whether the fused path ran, the
-   strategy's :meth:`~strategies.base.Strategy.runtime_info`, the BLAS/OpenMP thread
-   counts seen while it ran and the peak PSS of the process and its workers
-   (``harness.sweep.memory.PeakMemorySampler`` when available; sampled here rather than
-   during the timings, whose sampling thread would disturb). The check also warms
-   everything the timings then use;
+   workload and its common start (:func:`~harness.sweep.spec.save_inputs` wrote them
+   once per size; they are generated here when the spec names no files), and reads
+   back the thread pools the environment gave it (threadpoolctl);
+2. runs the *check*: ``prepare`` plus :data:`~harness.sweep.spec.CHECK_ITERATIONS`
+   EM iterations from the common start (:func:`harness.model.gmm.initial_params`)
+   with the driver's :func:`harness.sweep.em.em_iteration`, recording the final mean
+   log-likelihood (for the cross-strategy correctness check), whether the fused path
+   ran, the strategy's :meth:`~strategies.base.Strategy.runtime_info`, the
+   BLAS/OpenMP thread counts seen while it ran and the peak PSS of the process and
+   its workers (``harness.sweep.memory.PeakMemorySampler`` when available; sampled
+   here rather than during the timings, whose sampling thread would disturb). The
+   check also warms everything the timings then use;
 3. when ``spec.probe`` is set (the runner has no smaller size of this strategy to
    extrapolate from), the check's first iteration is the budget probe: it runs under
-   a deadline (:func:`max_iteration_seconds`) and the configuration stops with status
-   ``skipped`` when it overruns or when :func:`configuration_seconds` of its time
-   exceeds ``spec.time_budget``. A probe at the real size needs no extrapolation and
-   wastes at most a thirteenth or so of the budget;
+   a deadline (:func:`~harness.sweep.spec.max_iteration_seconds`) and the
+   configuration stops with status ``skipped`` when it overruns or when
+   :func:`~harness.sweep.spec.configuration_seconds` of its time exceeds
+   ``spec.time_budget``. A probe at the real size needs no extrapolation and wastes
+   at most a thirteenth or so of the budget;
 4. times the phases of :data:`harness.sweep.results.PHASES` with pyperf, one pyperf
    benchmark per phase named :func:`benchmark_name`:
 
@@ -56,22 +57,13 @@ layout. The quick and default sweeps use this mode.
 ``P >= 1``: *pyperf worker processes*. This process is pyperf's manager: it spawns
 ``P`` worker processes per phase (plus pyperf's calibration process), each a fresh
 ``python -m harness.sweep.measure --worker ...`` that rebuilds the data and the strategy
-before pyperf times it. The thread variables and the fault hooks below reach the
+before pyperf times it. The thread variables and the fault hooks reach the
 workers through ``--inherit-environ``. ``--rigorous`` uses this mode.
 
-Test-only fault hooks
----------------------
-Read from the environment of this process (never set them in normal use):
-
-``GMM_HARNESS_FAULT="<strategy>:raise|crash|hang"``
-    The named strategy's E-step (and fused iteration) raises ``RuntimeError``, kills
-    the process with ``os._exit`` (:data:`CRASH_EXIT_STATUS`), or blocks forever with
-    every signal blocked (as a deadlock in C code would), so tests can see the runner
-    record a failure and carry on. Several entries may be separated by commas.
-``GMM_HARNESS_SLOWDOWN="<strategy>:<factor>"``
-    Every timed call of the named strategy takes ``factor`` times as long: after the
-    real call, the remaining time is spent busy-waiting inside the timed window.
-    Lets the CI comparison prove that a real slowdown (e.g. ``1.2``) is detected.
+Test-only fault hooks (``GMM_HARNESS_FAULT``, ``GMM_HARNESS_SLOWDOWN``) are described in
+:mod:`harness.sweep.faults`. This module times one configuration and reports it; it
+writes only the two files it is given and decides nothing about which configurations
+run (:mod:`harness.sweep.plan`) or how results are stored (:mod:`harness.sweep.runner`).
 """
 
 from __future__ import annotations
@@ -86,24 +78,21 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from harness.model.errors import HarnessError, InvalidParameterError, StrategyUnavailableError
+from harness.sweep.faults import ENV_FAULT, ENV_SLOWDOWN, install_fault, slowdown_for
+from harness.sweep.formats import to_json, write_atomic, write_text_atomic
 from harness.sweep.processes import terminate_as_interrupt
-from harness.sweep.results import PHASES, config_id
-
-#: EM iterations from the common start behind ``final_loglik`` (the correctness
-#: cross-check). Three iterations exercise two M-steps and three E-steps, enough for
-#: a wrong statistic to move the log-likelihood far beyond rounding.
-CHECK_ITERATIONS = 3
-
-ENV_FAULT = "GMM_HARNESS_FAULT"
-ENV_SLOWDOWN = "GMM_HARNESS_SLOWDOWN"
-FAULT_ACTIONS = ("raise", "crash", "hang")
-#: Exit status of a process killed by the ``crash`` fault hook.
-CRASH_EXIT_STATUS = 70
+from harness.sweep.results import PHASES
+from harness.sweep.spec import (
+    MeasureSpec,
+    benchmark_name,
+    configuration_seconds,
+    load_inputs,
+    max_iteration_seconds,
+)
 
 #: Environment variables pyperf's worker processes must inherit (pyperf passes only
 #: a short whitelist by default); every ``GMM_HARNESS_*`` variable set is added.
@@ -121,249 +110,6 @@ INHERITED_ENV = (
     "VIRTUAL_ENV",
     "TMPDIR",
 )
-
-
-@dataclass(frozen=True)
-class MeasureSpec:
-    """Everything the measurement process needs to know (JSON in, JSON out).
-
-    Attributes
-    ----------
-    workload : str
-    n : int
-    strategy : str
-    workers : int
-    seed : int
-        Data and initialisation seed.
-    warmups, values : int
-        pyperf warm-up and kept values per phase (per process).
-    processes : int
-        0 for the in-process mode, else pyperf worker processes per phase.
-    min_time : float
-        pyperf's minimum duration of one value (seconds), which sets the loop count.
-    check_iterations : int
-    time_budget : float or None
-        Seconds one configuration may be estimated to take (used with ``probe``).
-    probe : bool
-        Use the first check iteration as the budget probe (see the module docstring).
-    data_file, init_file : str or None
-        The workload and its common start saved by :func:`save_inputs` (the runner
-        generates each ``(workload, n)`` once for all its configurations); generated
-        here when None.
-    """
-
-    workload: str
-    n: int
-    strategy: str
-    workers: int
-    seed: int = 0
-    warmups: int = 1
-    values: int = 3
-    processes: int = 0
-    min_time: float = 0.1
-    check_iterations: int = CHECK_ITERATIONS
-    time_budget: float | None = None
-    probe: bool = False
-    data_file: str | None = None
-    init_file: str | None = None
-
-    @property
-    def config_id(self) -> str:
-        return config_id(self.workload, self.n, self.strategy, self.workers)
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self))
-
-    @classmethod
-    def from_json(cls, text: str) -> MeasureSpec:
-        data = json.loads(text)
-        known = {f.name for f in fields(cls)}
-        return cls(**{key: value for key, value in data.items() if key in known})
-
-
-def benchmark_name(config: str, phase: str) -> str:
-    """pyperf benchmark name of one phase, e.g. ``quinn-n130000-einsum-w2/e_step``.
-
-    The same configuration gets the same name in every run, so
-    ``python -m pyperf compare_to`` pairs them up across runs.
-    """
-    return f"{config}/{phase}"
-
-
-# ---- inputs --------------------------------------------------------------------------
-
-
-def save_inputs(workload: str, n: int, seed: int, directory: Path) -> tuple[str, str]:
-    """Generate a workload and its common start once, for every configuration using them.
-
-    Saves ``X`` as ``.npy`` and the initial parameters as ``.npz`` in ``directory``,
-    so measurement processes neither regenerate the data nor import scikit-learn
-    (k-means++ seeding) at every start.
-
-    Returns
-    -------
-    data_file, init_file : str
-    """
-    import numpy as np
-
-    from harness.model.gmm import initial_params
-    from harness.model.workloads import make_workload
-
-    dataset = make_workload(workload, n, seed=seed)
-    init = initial_params(dataset.X, dataset.k, seed=seed)
-    directory.mkdir(parents=True, exist_ok=True)
-    stem = directory / f"{dataset.name}-n{dataset.n}-s{seed}"
-    data_file, init_file = stem.with_suffix(".npy"), stem.with_suffix(".init.npz")
-    np.save(data_file, dataset.X, allow_pickle=False)
-    np.savez(init_file, weights=init.weights, means=init.means, covariances=init.covariances)
-    return str(data_file), str(init_file)
-
-
-def load_inputs(spec: MeasureSpec) -> tuple[Any, Any]:
-    """The spec's dataset and common start: from its files when given, else generated."""
-    import numpy as np
-
-    from harness.model.gmm import GMMParams, initial_params
-    from harness.model.workloads import Dataset, make_workload
-
-    if spec.data_file is None or spec.init_file is None:
-        dataset = make_workload(spec.workload, spec.n, seed=spec.seed)
-        return dataset, initial_params(dataset.X, dataset.k, seed=spec.seed)
-    X = np.load(spec.data_file, allow_pickle=False)
-    with np.load(spec.init_file, allow_pickle=False) as saved:
-        init = GMMParams(saved["weights"], saved["means"], saved["covariances"])
-    if X.shape != (spec.n, init.n_features):
-        raise InvalidParameterError(
-            f"{spec.data_file} holds {X.shape}, expected ({spec.n}, {init.n_features})"
-        )
-    return Dataset(spec.workload, X, init.n_components, spec.seed), init
-
-
-# ---- time estimates (shared with the runner) -------------------------------------------
-
-
-def iteration_seconds_at(points: Sequence[tuple[int, float]], n: int) -> float:
-    """Per-iteration seconds at ``n`` points, extrapolated from measured points.
-
-    Parameters
-    ----------
-    points : sequence of (n_points, seconds)
-        Measured (or probed) seconds of one EM iteration of the same strategy, workload
-        and worker count at other sizes.
-    n : int
-
-    Returns
-    -------
-    float
-        With one point, linear through the origin (every cost taken as per-point:
-        errs on the slow side). With more, affine through the two largest sizes not
-        above ``n`` (a fixed cost plus a per-point cost), never below the largest
-        measured time and falling back to the linear rule when noise makes the slope
-        negative.
-    """
-    if not points:
-        raise ValueError("no measured points to extrapolate from")
-    ordered = sorted((int(size), float(seconds)) for size, seconds in points)
-    below = [point for point in ordered if point[0] <= n] or ordered[:1]
-    n2, t2 = below[-1]
-    linear = t2 * n / n2
-    if len(below) < 2:
-        return linear
-    n1, t1 = below[-2]
-    if n1 == n2:
-        return linear
-    slope = (t2 - t1) / (n2 - n1)
-    if slope <= 0:
-        return linear
-    return max(t2 + slope * (n - n2), t2 if n >= n2 else 0.0)
-
-
-def calls_per_phase(spec: MeasureSpec) -> int:
-    """Timed calls (counting calibration and warm-ups) of each phase of a configuration."""
-    if spec.processes == 0:
-        return 1 + spec.warmups + spec.values  # one calibration value, then warm-ups + values
-    return (spec.processes + 1) * (spec.warmups + spec.values)  # + pyperf's calibration run
-
-
-def configuration_seconds(iteration_seconds: float, spec: MeasureSpec) -> float:
-    """Estimated seconds of a configuration's timed work, given one iteration's time.
-
-    E-step and M-step are taken as half an iteration each; pyperf raises any call
-    shorter than ``min_time`` to ``min_time`` through its loop count; ``prepare`` is
-    counted at ``min_time`` per call (it is usually far cheaper than an iteration).
-    Process start-up, imports and data generation are not included.
-    """
-    t = float(iteration_seconds)
-    floor = spec.min_time
-    per_round = max(t, floor) + 2 * max(t / 2, floor) + floor
-    return spec.check_iterations * t + calls_per_phase(spec) * per_round
-
-
-# ---- fault hooks ---------------------------------------------------------------------
-
-
-def _hook_entries(variable: str) -> dict[str, str]:
-    """``{"strategy": "value"}`` from ``"a:x,b:y"`` in an environment variable."""
-    text = os.environ.get(variable, "").strip()
-    entries = {}
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        name, sep, value = item.partition(":")
-        if not sep or not name.strip() or not value.strip():
-            raise InvalidParameterError(
-                f"{variable} entries must look like '<strategy>:<value>'; got {item!r}"
-            )
-        entries[name.strip().lower()] = value.strip().lower()
-    return entries
-
-
-def fault_for(strategy_name: str) -> str | None:
-    """The fault action ``GMM_HARNESS_FAULT`` asks for on this strategy, if any."""
-    action = _hook_entries(ENV_FAULT).get(strategy_name)
-    if action is not None and action not in FAULT_ACTIONS:
-        raise InvalidParameterError(
-            f"{ENV_FAULT}: unknown action {action!r}; valid: {', '.join(FAULT_ACTIONS)}"
-        )
-    return action
-
-
-def slowdown_for(strategy_name: str) -> float:
-    """The factor ``GMM_HARNESS_SLOWDOWN`` applies to this strategy's timed calls (1.0: none)."""
-    text = _hook_entries(ENV_SLOWDOWN).get(strategy_name)
-    if text is None:
-        return 1.0
-    try:
-        factor = float(text)
-    except ValueError:
-        raise InvalidParameterError(
-            f"{ENV_SLOWDOWN}: factor must be a number; got {text!r}"
-        ) from None
-    if not (math.isfinite(factor) and factor >= 1.0):
-        raise InvalidParameterError(f"{ENV_SLOWDOWN}: factor must be >= 1; got {text!r}")
-    return factor
-
-
-def _install_fault(strategy: Any) -> None:
-    """Replace the strategy's E-step entry points by the requested fault (test hook)."""
-    action = fault_for(strategy.name)
-    if action is None:
-        return
-
-    def fault(*args: object, **kwargs: object) -> Any:
-        if action == "raise":
-            raise RuntimeError(f"injected fault ({ENV_FAULT}={strategy.name}:raise)")
-        if action == "crash":
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(CRASH_EXIT_STATUS)
-        # hang like a deadlock in C code: deaf to every signal but SIGKILL, so only the
-        # runner's time limit (which kills the process group) ends it
-        signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
-        while True:
-            time.sleep(3600)
-
-    # Instance attributes shadow the class's methods for this object only.
-    strategy.e_step = fault
-    strategy.fused_iteration = fault
 
 
 # ---- the measured objects ------------------------------------------------------------
@@ -400,7 +146,7 @@ class Measurement:
 
     def new_strategy(self) -> Any:
         strategy = self.info.cls(workers=self.spec.workers)
-        _install_fault(strategy)
+        install_fault(strategy)
         return strategy
 
     def setup(self, strategy: Any = None) -> None:
@@ -507,23 +253,6 @@ def _deadline(seconds: float | None) -> Iterator[None]:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
-
-
-def max_iteration_seconds(spec: MeasureSpec) -> float:
-    """The longest iteration for which :func:`configuration_seconds` stays within budget."""
-    budget = spec.time_budget
-    if budget is None or not math.isfinite(budget):
-        return math.inf
-    low, high = 0.0, budget
-    if configuration_seconds(0.0, spec) > budget:
-        return 0.0
-    for _ in range(60):  # bisection on a monotone function; 60 halvings reach 1e-18 s
-        middle = (low + high) / 2
-        if configuration_seconds(middle, spec) > budget:
-            high = middle
-        else:
-            low = middle
-    return low
 
 
 def _pool_threads(pools: list[dict[str, Any]], user_api: str) -> int | None:
@@ -649,17 +378,7 @@ def _int_or_none(text: str | None) -> int | None:
 
 def _jsonable(value: Any) -> Any:
     """Round-trip through JSON (NumPy scalars and other objects become plain values)."""
-
-    def default(obj: object) -> object:
-        item = getattr(obj, "item", None)
-        if callable(item):
-            return item()
-        tolist = getattr(obj, "tolist", None)
-        if callable(tolist):
-            return tolist()
-        return str(obj)
-
-    return json.loads(json.dumps(value, default=default))
+    return json.loads(to_json(value))
 
 
 # ---- pyperf --------------------------------------------------------------------------
@@ -732,12 +451,6 @@ def time_phases(runner: Any, measurement: Measurement, *, in_process: bool) -> l
 # ---- entry point ---------------------------------------------------------------------
 
 
-def _write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(_jsonable(payload), indent=1, allow_nan=True))
-    os.replace(temporary, path)
-
-
 def _configuration_process(runner: Any, spec: MeasureSpec, args: argparse.Namespace) -> int:
     """Probe, check, time; always leaves a result file saying what happened."""
     result: dict[str, Any] = {"status": "failed", "error": "", "config_id": spec.config_id}
@@ -765,7 +478,7 @@ def _configuration_process(runner: Any, spec: MeasureSpec, args: argparse.Namesp
                 probe_iteration_seconds=iteration_seconds,
                 probe_overran=overran,
             )
-            _write_json_atomic(result_path, result)
+            write_text_atomic(result_path, to_json(result, indent=1))
             return 0
         result.update(check)
         if spec.processes == 0:
@@ -779,16 +492,14 @@ def _configuration_process(runner: Any, spec: MeasureSpec, args: argparse.Namesp
             benchmarks = time_phases(runner, measurement, in_process=False)
         import pyperf
 
-        pyperf_out = Path(args.pyperf_out)
-        temporary = pyperf_out.with_name(pyperf_out.name + ".tmp")
-        pyperf.BenchmarkSuite(benchmarks).dump(str(temporary), replace=True)
-        os.replace(temporary, pyperf_out)
+        suite = pyperf.BenchmarkSuite(benchmarks)
+        write_atomic(args.pyperf_out, lambda path: suite.dump(str(path), replace=True))
         result["status"] = "ok"
     except Exception as exc:
         result["status"] = "failed"
         result["error"] = f"{type(exc).__name__}: {exc}".strip()
         traceback.print_exc()
-    _write_json_atomic(result_path, result)
+    write_text_atomic(result_path, to_json(result, indent=1))
     return 0
 
 

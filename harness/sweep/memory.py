@@ -16,6 +16,9 @@ shared page in every process.
 Linux only (PSS comes from ``/proc/<pid>/smaps_rollup``, through psutil). Peaks
 shorter than the sampling interval can be missed; the sampler takes one sample on
 entry and one on exit, so the start and end state are always covered.
+
+It knows nothing of strategies, timings or results; it only reads process memory
+(through psutil).
 """
 
 from __future__ import annotations

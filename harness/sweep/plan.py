@@ -27,8 +27,8 @@ from typing import Any
 from harness.model import args as types
 from harness.model.errors import DataFileError, InvalidParameterError
 from harness.sweep.lock import LOCK_FILE
-from harness.sweep.measure import CHECK_ITERATIONS, iteration_seconds_at
 from harness.sweep.results import META_FILE, SCHEMA_VERSION, config_id, load_meta
+from harness.sweep.spec import CHECK_ITERATIONS, iteration_seconds_at
 
 RESULTS_ROOT = Path("results")
 
@@ -65,13 +65,13 @@ class Mode:
 # of the charts). Quick keeps schreiber at 1e5, where parallel speedup is already
 # visible (the CI expectations check it there), and the others small.
 #
-# Durations on the project's 2-core machine decide the rest. A configuration costs
-# about a second of process start, imports and the check, plus per phase one
-# calibration and warmups + values calls of at least min_time each: with min_time at
-# pyperf's 0.1 s the small configurations were two thirds pyperf floor; 0.05 s (20 ms
-# quick) keeps every value far above timer resolution for these millisecond calls.
-# The default budget of 45 s lets the NumPy/SciPy strategies run at 4M points (about
-# 13 iterations' worth, 2-4 s each) and leaves pure Python at 400k out.
+# Durations on a 2-core machine decide the rest. A configuration costs process start,
+# imports and the check, plus per phase one calibration and warmups + values calls of
+# at least min_time each: at pyperf's default min_time the small configurations were
+# mostly pyperf's floor, so min_time is halved (and smaller again for quick), still
+# far above timer resolution for these millisecond calls. The default budget is sized
+# so the NumPy/SciPy strategies run at the largest schreiber size while pure Python
+# at the middle one is left out (the budget decides that, nothing is hard-coded).
 _DEFAULT_SIZES = {
     "schreiber": (40_000, 400_000, 4_000_000),
     "quinn": (13_000, 130_000),
@@ -173,6 +173,86 @@ def _parse_size(text: str) -> int:
 
 def _parse_workers(text: str) -> int:
     return types.as_parameter_error(types.workers, text, "--workers")
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Options of ``python -m harness run`` (defaults depend on the protocol)."""
+    parser.description = (
+        f"{parser.description}. Each configuration (workload, n, strategy, workers) runs "
+        "in a fresh process with its thread counts set before NumPy loads; see "
+        "harness/sweep/runner.py for the decisions (serial strategies, budget, resume)."
+    )
+    parser.add_argument(
+        "--workloads",
+        nargs="+",
+        metavar="NAME",
+        default=None,
+        help="workloads to run (space or comma separated; default: all)",
+    )
+    parser.add_argument(
+        "--sizes",
+        default=None,
+        metavar="N1,N2,...",
+        help="values of n, for every workload (accepts 1e5, 100_000; "
+        "default: per workload, see MODES in harness/sweep/plan.py)",
+    )
+    parser.add_argument(
+        "--workers", default=None, metavar="W1,W2,...", help="worker counts (default: 1,2)"
+    )
+    parser.add_argument(
+        "--strategies",
+        default=None,
+        metavar="A,B,...",
+        help="strategies (default: every registered one; unavailable ones are recorded as skipped)",
+    )
+    parser.add_argument(
+        "--iterations",
+        type=types.positive_int,
+        default=None,
+        metavar="N",
+        help="timed values per phase and process (each value of the "
+        "iteration phase is one EM iteration; default 3 quick/default, "
+        "5 rigorous)",
+    )
+    protocol = parser.add_mutually_exclusive_group()
+    protocol.add_argument(
+        "--quick",
+        action="store_true",
+        help="CI protocol: one size per workload, short values (<= 3 min)",
+    )
+    protocol.add_argument(
+        "--rigorous",
+        action="store_true",
+        help="pyperf worker processes per phase, more values (slow)",
+    )
+    parser.add_argument(
+        "--out",
+        type=types.output_folder,
+        default=None,
+        metavar="DIR",
+        help="results folder (default: results/<timestamp>)",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out (default: the latest under "
+        "results/): configurations already ok are kept, the rest run",
+    )
+    parser.add_argument(
+        "--time-budget",
+        type=types.seconds_or_inf,
+        default=None,
+        metavar="SECONDS",
+        help="skip a configuration whose estimated timed work exceeds this "
+        "(default 10 quick, 45 default, 600 rigorous; 'inf' for none)",
+    )
+    parser.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        default=None,
+        help="dask strategy: use the scheduler at tcp://HOST:PORT instead of a LocalCluster "
+        "(sets GMM_HARNESS_DASK_SCHEDULER for the measurement processes)",
+    )
 
 
 def latest_run(root: Path = RESULTS_ROOT) -> Path:
@@ -463,6 +543,7 @@ __all__ = [
     "Protocol",
     "Sweep",
     "build_configurations",
+    "configure_parser",
     "latest_run",
     "resolve_sweep",
 ]

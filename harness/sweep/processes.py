@@ -106,15 +106,16 @@ def wait_group(pgid: int, seconds: float) -> bool:
     return True
 
 
-def kill_group(process: subprocess.Popen) -> bool:
+def kill_group(process: subprocess.Popen, stop_grace: float | None = None) -> bool:
     """Stop the process group of ``process`` (it leads its own session), cleanly if it can.
 
     SIGTERM first: the configuration process turns it into SystemExit and closes its
     strategy (pools, shared memory, memmap folders). A leader deaf to it (hung in C
-    code) gets SIGKILL after :data:`STOP_GRACE_SECONDS`. The rest of the group, the
-    resource trackers that delete what a dead parent registered, then get
-    :data:`TRACKER_GRACE_SECONDS` to finish before everything left is killed: killing
-    them at once is what leaks ``/dev/shm`` entries.
+    code) gets SIGKILL after ``stop_grace`` seconds (default
+    :data:`STOP_GRACE_SECONDS`). The rest of the group, the resource trackers that
+    delete what a dead parent registered, then get :data:`TRACKER_GRACE_SECONDS` to
+    finish before everything left is killed: killing them at once is what leaks
+    ``/dev/shm`` entries.
 
     Returns
     -------
@@ -128,7 +129,7 @@ def kill_group(process: subprocess.Popen) -> bool:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGTERM)
     try:
-        process.wait(timeout=STOP_GRACE_SECONDS)
+        process.wait(timeout=STOP_GRACE_SECONDS if stop_grace is None else stop_grace)
     except subprocess.TimeoutExpired:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             process.kill()
@@ -141,12 +142,17 @@ def kill_group(process: subprocess.Popen) -> bool:
 
 
 def run_in_own_group(
-    command: Sequence[str], *, env: dict[str, str], log_file: Path, timeout: float
+    command: Sequence[str],
+    *,
+    env: dict[str, str],
+    log_file: Path,
+    timeout: float,
+    stop_grace: float | None = None,
 ) -> tuple[int | None, bool]:
     """Run ``command`` in a session of its own, its output to ``log_file``.
 
     Whatever happens (timeout, Ctrl-C), the process's whole group is stopped with
-    :func:`kill_group` before this returns or raises.
+    :func:`kill_group` (given ``stop_grace``) before this returns or raises.
 
     Returns
     -------
@@ -170,7 +176,7 @@ def run_in_own_group(
         except subprocess.TimeoutExpired:
             pass
         finally:
-            leftovers = kill_group(process)  # also on Ctrl-C: nothing left behind
+            leftovers = kill_group(process, stop_grace)  # also on Ctrl-C: nothing left behind
     return returncode, leftovers
 
 

@@ -24,6 +24,9 @@ is :func:`config_id`. Phases are :data:`PHASES`:
 * ``e_step`` and ``m_step``: each step on its own;
 * ``iteration``: one full EM iteration as the driver runs it (the fused one-pass
   iteration where the strategy has one, otherwise E-step + M-step + update).
+
+It defines the layout and reads it; the runner alone writes a run folder. It may not
+import pandas at module level: the measurement process imports it too.
 """
 
 from __future__ import annotations
@@ -376,3 +379,31 @@ def _bool_or_na(value: Any) -> Any:
     if isinstance(value, str):
         return {"true": True, "false": False}.get(value.strip().lower(), pd.NA)
     return bool(value)
+
+
+def why_not_measured(rows: pd.DataFrame, phase: str) -> str:
+    """Why a configuration has no value for ``phase``, from its rows of the table.
+
+    Parameters
+    ----------
+    rows : DataFrame
+        The table's rows of one configuration (possibly none), with ``status`` and
+        ``error`` columns.
+    phase : str
+        The phase looked for.
+
+    Returns
+    -------
+    str
+        ``"skipped: <reason>"`` or ``"failed: <reason>"`` when the configuration did
+        not run; ``"phase <phase> not measured"`` when it ran without that phase;
+        ``"not measured"`` when the table has no row of it.
+    """
+    not_ok = rows[rows["status"] != "ok"]
+    if not not_ok.empty:
+        first = not_ok.iloc[0]
+        error = str(first.get("error", "") or "").strip()
+        return f"{first['status']}" + (f": {error}" if error else "")
+    if not rows.empty:
+        return f"phase {phase} not measured"
+    return "not measured"

@@ -41,10 +41,10 @@ Decisions a user should know
 * **Unavailable strategies** (not built here, optional package missing) get one
   ``skipped`` row per configuration with the registry's reason.
 * **Time budget** (``--time-budget``, default per protocol): the estimated seconds
-  of one configuration's timed work (:func:`harness.sweep.measure.configuration_seconds`).
+  of one configuration's timed work (:func:`harness.sweep.spec.configuration_seconds`).
   The per-iteration time is extrapolated from the same strategy, workload and
   worker count measured at smaller sizes in this run
-  (:func:`harness.sweep.measure.iteration_seconds_at`: linear from one size, affine from
+  (:func:`harness.sweep.spec.iteration_seconds_at`: linear from one size, affine from
   two). An estimate over ``PROBE_MARGIN`` x budget skips the configuration
   outright; when there is no estimate, or it is over budget by less than that, the
   measurement process uses the first check iteration at the real size as a probe,
@@ -57,7 +57,8 @@ Decisions a user should know
   ``TIMEOUT_SLACK + TIMEOUT_FACTOR * budget`` seconds is stopped with its whole
   process group (SIGTERM, so it closes its pools; SIGKILL when it does not exit;
   its resource trackers are given time to delete shared memory and memmap folders)
-  and recorded ``failed: timed out after N s``. A strategy that
+  and recorded ``failed: timed out after N s``. (Tests shorten the limit and the
+  grace periods through the hooks of :mod:`harness.sweep.faults`.) A strategy that
   raises or a process that dies is recorded ``failed`` with its error; the sweep
   goes on. Any process a configuration leaves behind is killed with its group.
 * **Oversubscription**: more workers than usable cores is measured when asked for,
@@ -117,37 +118,32 @@ import shutil
 import sys
 import time
 import warnings
-from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from harness.model import args as types
 from harness.model.errors import InvalidParameterError
 from harness.model.threads import OversubscriptionWarning, thread_env, usable_cores
+from harness.sweep.faults import stop_grace, time_limit_for
+from harness.sweep.formats import format_seconds, to_json, write_atomic, write_text_atomic
 from harness.sweep.lock import LOCK_FILE, run_folder_lock
-from harness.sweep.measure import (
-    MeasureSpec,
-    benchmark_name,
-    configuration_seconds,
-    save_inputs,
-)
-from harness.sweep.metadata import collect_metadata, now_iso, row_metadata
+from harness.sweep.metadata import collect_metadata, now_iso
 from harness.sweep.plan import (
     Configuration,
     Estimator,
     Sweep,
     build_configurations,
+    configure_parser,
     resolve_sweep,
 )
 from harness.sweep.processes import (
+    STOP_GRACE_SECONDS,
     death_reason,
     interrupts_deferred,
     run_in_own_group,
     terminate_as_interrupt,
 )
 from harness.sweep.results import (
-    COLUMNS,
     META_FILE,
     PARQUET_FILE,
     PHASES,
@@ -159,10 +155,12 @@ from harness.sweep.results import (
     load_meta,
     read_table,
 )
-
-HELP = (
-    "sweep strategies x workloads x sizes x worker counts, pyperf-timed, into "
-    "results/<run-id>/ (pyperf JSON, tidy CSV/Parquet table, meta.json)"
+from harness.sweep.rows import as_float, median, plain, table_row
+from harness.sweep.spec import (
+    MeasureSpec,
+    benchmark_name,
+    configuration_seconds,
+    save_inputs,
 )
 
 WORK_DIR = ".work"  # inside the run folder: inputs, specs, logs in flight; removed at the end
@@ -181,96 +179,13 @@ UNBOUNDED_TIMEOUT = 3600.0
 PROBE_MARGIN = 4.0
 
 
-#: Keys of ``Strategy.runtime_info()`` that say how many workers actually ran, in order
-#: of preference.
-_EFFECTIVE_WORKER_KEYS = (
-    "effective_workers",
-    "threads_used",
-    "processes_used",
-    "workers_used",
-    "workers_started",
-    "n_workers",
-)
-
-
-def configure_parser(parser: argparse.ArgumentParser) -> None:
-    """Options of ``python -m harness run`` (defaults depend on the protocol)."""
-    parser.description = (
-        f"{HELP}. Each configuration (workload, n, strategy, workers) runs in a fresh "
-        "process with its thread counts set before NumPy loads; see harness/sweep/runner.py "
-        "for the decisions (serial strategies, budget, resume)."
-    )
-    parser.add_argument(
-        "--workloads",
-        nargs="+",
-        metavar="NAME",
-        default=None,
-        help="workloads to run (space or comma separated; default: all)",
-    )
-    parser.add_argument(
-        "--sizes",
-        default=None,
-        metavar="N1,N2,...",
-        help="values of n, for every workload (accepts 1e5, 100_000; "
-        "default: per workload, see MODES in harness/sweep/plan.py)",
-    )
-    parser.add_argument(
-        "--workers", default=None, metavar="W1,W2,...", help="worker counts (default: 1,2)"
-    )
-    parser.add_argument(
-        "--strategies",
-        default=None,
-        metavar="A,B,...",
-        help="strategies (default: every registered one; unavailable ones are recorded as skipped)",
-    )
-    parser.add_argument(
-        "--iterations",
-        type=types.positive_int,
-        default=None,
-        metavar="N",
-        help="timed values per phase and process (each value of the "
-        "iteration phase is one EM iteration; default 3 quick/default, "
-        "5 rigorous)",
-    )
-    protocol = parser.add_mutually_exclusive_group()
-    protocol.add_argument(
-        "--quick",
-        action="store_true",
-        help="CI protocol: one size per workload, short values (<= 3 min)",
-    )
-    protocol.add_argument(
-        "--rigorous",
-        action="store_true",
-        help="pyperf worker processes per phase, more values (slow)",
-    )
-    parser.add_argument(
-        "--out",
-        type=types.output_folder,
-        default=None,
-        metavar="DIR",
-        help="results folder (default: results/<timestamp>)",
-    )
-    parser.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue the run in --out (default: the latest under "
-        "results/): configurations already ok are kept, the rest run",
-    )
-    parser.add_argument(
-        "--time-budget",
-        type=types.seconds_or_inf,
-        default=None,
-        metavar="SECONDS",
-        help="skip a configuration whose estimated timed work exceeds this "
-        "(default 10 quick, 45 default, 600 rigorous; 'inf' for none)",
-    )
-
-
 def main(args: argparse.Namespace) -> int:
     """Run the sweep ``args`` describe (see :func:`configure_parser`).
 
     Returns 0 when every configuration was measured or skipped, 1 when any failed.
     """
+    if getattr(args, "scheduler", None) is not None:
+        os.environ["GMM_HARNESS_DASK_SCHEDULER"] = args.scheduler
     sweep = resolve_sweep(args)
     check_sweep_memory(sweep)  # before the folder or any data exists
     with terminate_as_interrupt(), run_folder_lock(sweep.run_dir):
@@ -335,23 +250,6 @@ def merge_sweep_arguments(stored: dict[str, Any], new: dict[str, Any]) -> dict[s
     return merged
 
 
-def _format_seconds(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "n/a"
-    if seconds >= 1:
-        return f"{seconds:.2f} s"
-    if seconds >= 1e-3:
-        return f"{seconds * 1e3:.1f} ms"
-    return f"{seconds * 1e6:.0f} us"
-
-
-def _write_atomic(path: Path, write: Any) -> None:
-    """Write through a temporary file in the same folder, then ``os.replace``."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    write(temporary)
-    os.replace(temporary, path)
-
-
 class SweepRunner:
     """Runs a resolved :class:`Sweep` and keeps its results folder consistent."""
 
@@ -395,7 +293,7 @@ class SweepRunner:
                         stacklevel=3,
                     )
                 self.rows = [
-                    {key: _plain(value) for key, value in row.items()}
+                    {key: plain(value) for key, value in row.items()}
                     for row in table.to_dict("records")
                 ]
             done = self._finished_configurations()
@@ -541,25 +439,24 @@ class SweepRunner:
                 )
         for cid, seconds in by_config.items():
             workload, strategy, workers, n = keys[cid]
-            self.estimator.add(workload, strategy, workers, n, _median(seconds))
+            self.estimator.add(workload, strategy, workers, n, median(seconds))
         # Configurations to run again lose their old rows now; new ones replace them.
         self.rows = [row for row in self.rows if str(row.get("config_id")) in done]
 
     def _write_meta(self) -> None:
         self.meta["updated"] = now_iso()
         self.meta["configurations"] = dict(self.counts)
-        text = json.dumps(self.meta, indent=1, default=str, allow_nan=True)
-        _write_atomic(self.run_dir / META_FILE, lambda path: path.write_text(text))
+        write_text_atomic(self.run_dir / META_FILE, to_json(self.meta, indent=1))
 
     def _write_table(self) -> None:
         table = as_table(self.rows)
-        _write_atomic(self.run_dir / TABLE_FILE, lambda path: table.to_csv(path, index=False))
+        write_atomic(self.run_dir / TABLE_FILE, lambda path: table.to_csv(path, index=False))
         try:
             import pyarrow  # noqa: F401
         except ImportError:
             return
         try:
-            _write_atomic(
+            write_atomic(
                 self.run_dir / PARQUET_FILE, lambda path: table.to_parquet(path, index=False)
             )
         except Exception as exc:  # a convenience copy must never stop a sweep
@@ -571,8 +468,6 @@ class SweepRunner:
                     stacklevel=2,
                 )
                 self._parquet_warned = True
-            with contextlib.suppress(OSError):
-                (self.run_dir / f".{PARQUET_FILE}.tmp").unlink()
 
     def _pyperf_benchmarks(self, cid: str) -> list[Any]:
         """A finished configuration's pyperf benchmarks (read once, then cached)."""
@@ -594,7 +489,7 @@ class SweepRunner:
                 (self.run_dir / PYPERF_SUITE).unlink()
             return
         suite = pyperf.BenchmarkSuite(benchmarks)
-        _write_atomic(self.run_dir / PYPERF_SUITE, lambda path: suite.dump(str(path), replace=True))
+        write_atomic(self.run_dir / PYPERF_SUITE, lambda path: suite.dump(str(path), replace=True))
 
     # -- running --
 
@@ -755,7 +650,7 @@ class SweepRunner:
                 configuration.strategy,
                 configuration.workers,
                 configuration.n,
-                _float(result.get("probe_iteration_seconds")),
+                as_float(result.get("probe_iteration_seconds")),
                 lower_bound=bool(result.get("probe_overran")),
             )
             return (
@@ -778,13 +673,16 @@ class SweepRunner:
         summary_note = _thread_note(configuration, result.get("env_blas_threads"))
         fused = " (fused)" if result.get("used_fused") else ""
         return rows, (
-            f"{label}: iteration {_format_seconds(medians['iteration'])}{fused} "
-            f"median, e_step {_format_seconds(medians['e_step'])}, m_step "
-            f"{_format_seconds(medians['m_step'])}, prepare "
-            f"{_format_seconds(medians['prepare'])}{summary_note}"
+            f"{label}: iteration {format_seconds(medians['iteration'])}{fused} "
+            f"median, e_step {format_seconds(medians['e_step'])}, m_step "
+            f"{format_seconds(medians['m_step'])}, prepare "
+            f"{format_seconds(medians['prepare'])}{summary_note}"
         )
 
-    def _timeout(self, estimate: float | None) -> float:
+    def _timeout(self, strategy: str, estimate: float | None) -> float:
+        limit = time_limit_for(strategy)  # test hook
+        if limit is not None:
+            return limit
         budget = self.sweep.time_budget
         if math.isfinite(budget):
             return TIMEOUT_SLACK + TIMEOUT_FACTOR * budget
@@ -813,9 +711,13 @@ class SweepRunner:
             "--pyperf-out",
             str(pyperf_file),
         ]
-        timeout = self._timeout(estimate)
+        timeout = self._timeout(spec.strategy, estimate)
         returncode, leftovers = run_in_own_group(
-            command, env=env, log_file=log_file, timeout=timeout
+            command,
+            env=env,
+            log_file=log_file,
+            timeout=timeout,
+            stop_grace=stop_grace(STOP_GRACE_SECONDS),
         )
         timed_out = returncode is None
         if timed_out:
@@ -849,7 +751,7 @@ class SweepRunner:
         for phase in PHASES:
             bench = suite.get_benchmark(benchmark_name(configuration.config_id, phase))
             values = bench.get_values()
-            medians[phase] = _median(values)
+            medians[phase] = median(values)
             for index, seconds in enumerate(values):
                 rows.append(
                     self._row(
@@ -865,55 +767,8 @@ class SweepRunner:
         self._benchmarks[configuration.config_id] = suite.get_benchmarks()
         return rows, medians
 
-    def _row(
-        self,
-        configuration: Configuration,
-        *,
-        status: str,
-        error: str = "",
-        result: dict | None = None,
-        phase: str = "",
-        seconds: float = math.nan,
-        value_index: int | None = None,
-    ) -> dict[str, Any]:
-        result = result or {}
-        info = result.get("runtime_info") or {}
-        row: dict[str, Any] = dict.fromkeys(COLUMNS, math.nan)
-        row.update(
-            workload=configuration.workload,
-            n=configuration.n,
-            d=int(result.get("d", configuration.d)),
-            k=int(result.get("k", configuration.k)),
-            strategy=configuration.strategy,
-            kind=result.get("kind", configuration.kind),
-            workers=configuration.workers,
-            phase=phase,
-            seconds=float(seconds),
-            value_index=value_index,
-            status=status,
-            error=error,
-            config_id=configuration.config_id,
-            oversubscribed=configuration.oversubscribed,
-            start_method=str(info.get("start_method") or ""),
-            run_id=self.sweep.run_id,
-            date=now_iso(),
-            **row_metadata(self.metadata),
-        )
-        if status == "ok":
-            row.update(
-                effective_workers=_effective_workers(info, configuration, result),
-                blas_threads=_first_int(info, ("worker_blas_threads", "blas_threads"))
-                or result.get("blas_threads"),
-                omp_threads=_first_int(info, ("omp_threads", "openmp_threads"))
-                or result.get("omp_threads"),
-                used_fused=bool(result.get("used_fused")),
-                bytes_to_workers=_float(info.get("bytes_to_workers")),
-                bytes_from_workers=_float(info.get("bytes_from_workers")),
-                peak_pss_bytes=_float(result.get("peak_pss_bytes")),
-                final_loglik=_float(result.get("final_loglik")),
-                iterations_checked=result.get("iterations_checked"),
-            )
-        return row
+    def _row(self, configuration: Configuration, **fields: Any) -> dict[str, Any]:
+        return table_row(configuration, run_id=self.sweep.run_id, metadata=self.metadata, **fields)
 
 
 def _thread_note(configuration: Configuration, started_with: int | None) -> str:
@@ -933,43 +788,7 @@ def _thread_note(configuration: Configuration, started_with: int | None) -> str:
     )
 
 
-def _effective_workers(info: dict, configuration: Configuration, result: dict) -> int:
-    reported = _first_int(info, _EFFECTIVE_WORKER_KEYS)
-    if reported is not None:
-        return reported
-    return configuration.workers if result.get("parallel", True) else 1
-
-
-def _first_int(info: dict, keys: Sequence[str]) -> int | None:
-    for key in keys:
-        value = info.get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-            return int(value)
-    return None
-
-
-def _float(value: Any) -> float:
-    try:
-        return float(value) if value is not None else math.nan
-    except (TypeError, ValueError):
-        return math.nan
-
-
-def _median(values: Sequence[float]) -> float:
-    ordered = sorted(float(v) for v in values)
-    if not ordered:
-        return math.nan
-    middle = len(ordered) // 2
-    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
-
-
-def _plain(value: Any) -> Any:
-    item = getattr(value, "item", None)
-    return item() if callable(item) else value
-
-
 __all__ = [
-    "HELP",
     "SweepRunner",
     "configure_parser",
     "main",

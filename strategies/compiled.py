@@ -1,0 +1,215 @@
+"""``CompiledStrategy``: the shared adapter between the compiled kernels and the
+strategy interface (not registered).
+
+It allocates outputs, chooses the shift of the M-step sums and turns sums into
+:class:`~harness.model.gmm.SufficientStats`; ``cython``, ``openmp``,
+``openmp-components`` and ``joblib-threads`` derive from it. It may import the kernels
+and :mod:`harness.model`, nothing above them; it times nothing and writes no files.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import ClassVar
+
+import numpy as np
+
+import kernels
+from harness.model.errors import InvalidParameterError
+from harness.model.gmm import DerivedParams, SufficientStats
+from strategies.base import Strategy
+
+
+def observed_blas_threads() -> int:
+    """Largest thread count of the loaded BLAS pools now (0 when no BLAS is loaded)."""
+    from threadpoolctl import threadpool_info
+
+    counts = [
+        int(pool.get("num_threads") or 0)
+        for pool in threadpool_info()
+        if pool.get("user_api") == "blas"
+    ]
+    return max(counts, default=0)
+
+
+class CompiledStrategy(Strategy):
+    """Adapter from the compiled kernels to the strategy interface (not registered).
+
+    Subclasses choose the OpenMP thread count (:meth:`_kernel_threads`) and may
+    replace the kernel calls. The M-step sums are taken relative to the means of the
+    last E-step (or the data mean before any), so that centring them loses nothing.
+    """
+
+    needs_compiled = True
+    releases_gil = True
+    kernel = "cython"
+    has_fused_iteration = True
+    #: True when the strategy needs the kernels' OpenMP parallel regions.
+    uses_openmp: ClassVar[bool] = False
+
+    def __init__(self, workers: int = 1) -> None:
+        super().__init__(workers)
+        self._kernels: ModuleType | None = None
+        self._threads = 1
+        self._shift: np.ndarray | None = None
+        self._data_mean: np.ndarray | None = None
+        self._threads_used = 0
+        self._blas_threads = 0
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        reason = kernels.unavailable_reason()
+        if reason is None and cls.uses_openmp:
+            reason = kernels.load().openmp_unavailable_reason()
+        return reason
+
+    def _kernel_threads(self) -> int:
+        """OpenMP threads per kernel call."""
+        return 1
+
+    def _setup(self, X: np.ndarray) -> None:
+        self._kernels = kernels.load()
+        self._threads = self._kernels.effective_threads(self._kernel_threads())
+        self._data_mean = X.mean(axis=0)
+        self._shift = None
+        self._threads_used = 0
+        # prepare() runs inside the driver's BLAS limit: record what it actually is.
+        self._blas_threads = observed_blas_threads()
+
+    @property
+    def kernels(self) -> ModuleType:
+        if self._kernels is None:
+            raise InvalidParameterError(f"strategy {self.name!r}: call prepare(X) first")
+        return self._kernels
+
+    # ---- argument checks and shared conversions ---------------------------------------
+
+    def _check_derived(self, derived: DerivedParams) -> None:
+        if derived.n_features != self.X.shape[1]:
+            raise InvalidParameterError(
+                f"parameters have {derived.n_features} features but the prepared data has "
+                f"{self.X.shape[1]}"
+            )
+
+    def _log_resp_array(self, log_resp: np.ndarray) -> np.ndarray:
+        """``log_resp`` as C-contiguous float64 (n, k), or one clear error."""
+        array = np.asarray(log_resp)
+        if array.ndim != 2 or array.shape[0] != self.X.shape[0] or array.shape[1] < 1:
+            raise InvalidParameterError(
+                f"log responsibilities must have shape (n, k) with n = {self.X.shape[0]}; "
+                f"got {array.shape}"
+            )
+        return np.ascontiguousarray(array, dtype=np.float64)
+
+    def _shift_for(self, k: int) -> np.ndarray:
+        """Centre of the M-step sums: the last E-step's means, else the data mean."""
+        d = self.X.shape[1]
+        if self._shift is not None and self._shift.shape == (k, d):
+            return self._shift
+        return np.ascontiguousarray(np.broadcast_to(self._data_mean, (k, d)))
+
+    def _record(self, threads_used: int) -> None:
+        self._threads_used = max(self._threads_used, int(threads_used))
+
+    @staticmethod
+    def _empty_sums(k: int, d: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return np.empty(k), np.empty((k, d)), np.empty((k, d, d))
+
+    # ---- the interface ------------------------------------------------------------------
+
+    def e_step(self, derived: DerivedParams) -> tuple[np.ndarray, float]:
+        self._check_derived(derived)
+        X = self.X
+        log_resp = np.empty((X.shape[0], derived.n_components))
+        loglik_sum, used = self._e_step_kernel(derived, log_resp)
+        self._record(used)
+        self._shift = np.ascontiguousarray(derived.means)
+        return log_resp, loglik_sum / X.shape[0]
+
+    def _e_step_kernel(self, derived: DerivedParams, log_resp: np.ndarray) -> tuple[float, int]:
+        return self.kernels.e_step(
+            self.X,
+            derived.log_norm,
+            derived.means,
+            derived.precision_cholesky,
+            log_resp,
+            self._threads,
+        )
+
+    def m_step(self, log_resp: np.ndarray) -> SufficientStats:
+        log_resp = self._log_resp_array(log_resp)
+        X = self.X
+        k, d = log_resp.shape[1], X.shape[1]
+        shift = self._shift_for(k)
+        mass, shifted_sum, shifted_outer = self._empty_sums(k, d)
+        used = self._m_step_kernel(log_resp, shift, mass, shifted_sum, shifted_outer)
+        self._record(used)
+        return SufficientStats.from_shifted_sums(
+            mass, shifted_sum, shifted_outer, shift, X.shape[0]
+        )
+
+    def _m_step_kernel(
+        self,
+        log_resp: np.ndarray,
+        shift: np.ndarray,
+        mass: np.ndarray,
+        shifted_sum: np.ndarray,
+        shifted_outer: np.ndarray,
+    ) -> int:
+        return self.kernels.m_step(
+            self.X, log_resp, shift, mass, shifted_sum, shifted_outer, self._threads
+        )
+
+    def fused_iteration(self, derived: DerivedParams) -> tuple[SufficientStats, float]:
+        self._check_derived(derived)
+        X = self.X
+        k, d = derived.n_components, X.shape[1]
+        shift = np.ascontiguousarray(derived.means)
+        mass, shifted_sum, shifted_outer = self._empty_sums(k, d)
+        loglik_sum, used = self._fused_kernel(derived, shift, mass, shifted_sum, shifted_outer)
+        self._record(used)
+        self._shift = shift
+        stats = SufficientStats.from_shifted_sums(
+            mass, shifted_sum, shifted_outer, shift, X.shape[0]
+        )
+        return stats, loglik_sum / X.shape[0]
+
+    def _fused_kernel(
+        self,
+        derived: DerivedParams,
+        shift: np.ndarray,
+        mass: np.ndarray,
+        shifted_sum: np.ndarray,
+        shifted_outer: np.ndarray,
+    ) -> tuple[float, int]:
+        return self.kernels.fused(
+            self.X,
+            derived.log_norm,
+            derived.means,
+            derived.precision_cholesky,
+            shift,
+            mass,
+            shifted_sum,
+            shifted_outer,
+            self._threads,
+        )
+
+    def runtime_info(self) -> dict[str, object]:
+        if self._kernels is None or self._X is None:
+            return {}
+        n, d = self.X.shape
+        k = self._shift.shape[0] if self._shift is not None else 1
+        openmp = bool(self.uses_openmp and self._kernels.openmp_enabled())
+        return {
+            "kernel": "openmp" if openmp else "cython",
+            "threads_used": self._threads_used,
+            "openmp": openmp,
+            "kernel_threads": self._threads,
+            "chunk_size": int(self._kernels.chunk_rows(n, d, k)),
+            "block_rows": int(self._kernels.block_rows(d, k)),
+            "blas_threads": self._blas_threads,
+            "simd": self._kernels.build_info()["simd"],
+        }
+
+    def _teardown(self) -> None:
+        self._shift = None
