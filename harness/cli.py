@@ -7,7 +7,8 @@ run is imported, so ``--help`` and every command start without loading the other
 libraries (pandas, matplotlib, SciPy).
 
 Exit status: 0 success, 1 a check or comparison failed, 2 bad input (every
-:class:`~harness.model.errors.HarnessError` becomes one ``error: ...`` line), 130 Ctrl-C.
+:class:`~harness.model.errors.HarnessError` becomes one ``error: ...`` line), 130 Ctrl-C
+("interrupted"), 143 SIGTERM where a command turns it into an exception ("terminated").
 
 It parses and dispatches only: each command's work lives in its module, and no
 module of the harness imports this one.
@@ -21,9 +22,10 @@ import json
 import sys
 import warnings
 from collections.abc import Sequence
+from typing import NoReturn
 
-from harness.model.args import positive_int, size
-from harness.model.errors import HarnessError, InvalidParameterError
+from harness.model import args as types
+from harness.model.errors import HarnessError, InvalidParameterError, Terminated
 
 # command name -> (module implementing it, one-line help)
 _COMMANDS: dict[str, tuple[str, str]] = {
@@ -66,6 +68,17 @@ _COMMANDS: dict[str, tuple[str, str]] = {
 _COMMAND_MODULES = {command: module for command, (module, _) in _COMMANDS.items()}
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are two lines: a one-line usage and the error.
+
+    argparse's own usage for ``fit`` or ``run`` wraps over half a screen above the one
+    line that says what went wrong; the full usage is one ``--help`` away.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"usage: {self.prog} [options] (--help for the list)\nerror: {message}\n")
+
+
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Shows a default only where it says something and the help text does not already."""
 
@@ -76,6 +89,12 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         ):
             return text
         return super()._get_help_string(action)
+
+
+#: Iteration cap of ``fit --tol`` when ``--max-iter`` is not given.
+DEFAULT_MAX_ITER = 100
+#: Iterations of ``fit`` when neither ``--iterations`` nor ``--tol`` is given.
+DEFAULT_ITERATIONS = 10
 
 
 def _add_fit_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -92,7 +111,10 @@ def _add_fit_parser(subparsers: argparse._SubParsersAction) -> None:
         "--strategy", required=True, help="strategy name (see `python -m harness strategies`)"
     )
     parser.add_argument(
-        "--workers", type=positive_int, default=1, help="threads or processes the strategy uses"
+        "--workers",
+        type=types.workers,
+        default=1,
+        help=f"threads or processes the strategy uses (1 to {types.MAX_WORKERS})",
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument(
@@ -102,32 +124,44 @@ def _add_fit_parser(subparsers: argparse._SubParsersAction) -> None:
         "--data", metavar="FILE", help="your own data: .npy or .csv, one point per row"
     )
     parser.add_argument(
-        "--n", type=size, default=None, help="points to generate (workload default when omitted)"
+        "--n",
+        type=types.size,
+        default=None,
+        help="points to generate (workload default when omitted; refused when the "
+        "estimated memory exceeds what is available)",
     )
     parser.add_argument(
         "--k",
-        type=positive_int,
+        type=types.positive_int,
         default=None,
         help="components (required with --data; workload default otherwise)",
     )
     stop = parser.add_mutually_exclusive_group()
     stop.add_argument(
         "--iterations",
-        type=positive_int,
+        type=types.positive_int,
         default=None,
         help="run exactly this many iterations (default 10)",
     )
     stop.add_argument(
         "--tol",
-        type=float,
+        type=types.tolerance,
         default=None,
         help="run until the mean log-likelihood changes by less than this "
         "(at most --max-iter iterations)",
     )
     parser.add_argument(
-        "--max-iter", type=positive_int, default=100, help="iteration cap with --tol"
+        "--max-iter",
+        type=types.positive_int,
+        default=None,
+        help=f"iteration cap with --tol (default {DEFAULT_MAX_ITER}); an error without --tol",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed for data and initialisation")
+    parser.add_argument(
+        "--seed",
+        type=types.seed,
+        default=0,
+        help="seed for data and initialisation (0 to 4294967295)",
+    )
     parser.add_argument(
         "--no-fused",
         action="store_true",
@@ -157,6 +191,12 @@ def _run_fit(args: argparse.Namespace) -> int:
     from harness.model.workloads import dataset_from_file, make_workload
     from harness.sweep.em import fit
 
+    if args.max_iter is not None and args.tol is None:
+        # A cap on a count that is already fixed would silently do nothing.
+        raise InvalidParameterError(
+            "--max-iter caps the iterations of --tol; without --tol the fit runs a fixed "
+            "number of iterations: give --iterations N instead"
+        )
     strategy_cls = strategies.get_strategy(args.strategy, problem="gmm")
     if args.scheduler is not None:
         import os
@@ -168,7 +208,22 @@ def _run_fit(args: argparse.Namespace) -> int:
         if args.n is not None:
             raise InvalidParameterError("--n applies to --workload only")
         dataset = dataset_from_file(args.data, args.k, seed=args.seed)
+        for note in dataset.notes:
+            print(f"note: {note}", file=sys.stderr)
     else:
+        from harness.model.footprint import check_fits
+        from harness.model.workloads import WORKLOADS
+
+        spec = WORKLOADS[args.workload]
+        # Before generating anything: the strategy's kind decides whether workers hold
+        # a second copy of the data.
+        check_fits(
+            spec.n if args.n is None else args.n,
+            spec.d,
+            spec.k if args.k is None else args.k,
+            kind=strategy_cls.kind,
+            what=f"workload {spec.name} with strategy {strategy_cls.name}",
+        )
         dataset = make_workload(args.workload, n=args.n, seed=args.seed)
         if args.k is not None:
             from harness.model.validation import check_n_components
@@ -176,12 +231,18 @@ def _run_fit(args: argparse.Namespace) -> int:
             dataset = type(dataset)(
                 dataset.name, dataset.X, check_n_components(args.k, dataset.n), dataset.seed
             )
+    if not strategy_cls.parallel and args.workers > 1:
+        print(
+            f"note: {strategy_cls.name} is a serial strategy: --workers {args.workers} gives "
+            "it no more cores (at most more BLAS threads inside library calls)",
+            file=sys.stderr,
+        )
     workers, oversubscribed = effective_workers(args.workers)
     init = initial_params(dataset.X, dataset.k, seed=args.seed)
     if args.tol is not None:
-        max_iter, tol = args.max_iter, args.tol
+        max_iter, tol = args.max_iter or DEFAULT_MAX_ITER, args.tol
     else:
-        max_iter, tol = (args.iterations or 10), None
+        max_iter, tol = (args.iterations or DEFAULT_ITERATIONS), None
 
     def progress(iteration: int, loglik: float, seconds: float) -> None:
         if not args.json:
@@ -308,7 +369,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     Without ``argv`` every command module is imported and configured (for tests and
     documentation tools). A command module that cannot be imported is an error.
     """
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m harness",
         description="Benchmark harness: which way of parallelising Gaussian-mixture EM in "
         "Python is fastest for a problem size and core count, by how much, and why.",
@@ -340,6 +401,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HarnessError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -268,7 +268,10 @@ def test_failing_strategies_are_recorded_and_the_sweep_goes_on(tmp_path: Path) -
     result = run_with_faults(
         out, "einsum,sklearn,scipy,python", "einsum:raise,sklearn:crash,scipy:hang"
     )
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.returncode == 1, result.stdout + result.stderr  # some failed
+    assert "3 configuration(s) failed:" in result.stderr
+    for name in ("einsum", "sklearn", "scipy"):
+        assert f"schreiber-n500-{name}-w1: " in result.stderr
     table = assert_consistent(out)
     errors = table.set_index("strategy")["error"].groupby(level=0).first()
     status = table.groupby("strategy")["status"].first()
@@ -316,7 +319,7 @@ def test_a_hung_process_strategy_leaves_no_processes_or_shared_memory(tmp_path: 
     out = tmp_path / "hung-pool"
     before = _shm_entries()
     result = run_with_faults(out, "joblib-processes", "joblib-processes:hang", workers=2)
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.returncode == 1, result.stdout + result.stderr  # it failed: timed out
     table = assert_consistent(out)
     assert set(table["status"]) == {"failed"}
     assert f"timed out after {HANG_LIMIT} s" in table["error"].iloc[0]

@@ -60,7 +60,8 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.model.errors import InvalidParameterError
+from harness.model import args as types
+from harness.model.errors import DataFileError, InvalidParameterError
 
 COMPILED = ("cython", "openmp", "openmp-components", "joblib-threads")
 REFERENCE = "sklearn"
@@ -175,18 +176,6 @@ def _names(text: str) -> tuple[str, ...]:
     return names
 
 
-def _counts(text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected worker counts such as 1,2; got {text!r}"
-        ) from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"worker counts must be >= 1; got {text!r}")
-    return tuple(sorted(set(values)))
-
-
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--workloads",
@@ -196,7 +185,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--n",
-        type=lambda text: int(float(text.replace("_", ""))),
+        type=types.size,
         default=None,
         help="points for every workload; omitted: each workload's own (schreiber 4e6)",
     )
@@ -212,11 +201,21 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         default=",".join(PEERS),
         help="library strategies timed alongside (differenced whole fits); 'none' for none",
     )
-    parser.add_argument("--workers", type=_counts, default="1,2", help="worker counts")
-    parser.add_argument("--rounds", type=int, default=5, help="timed rounds (one iteration each)")
-    parser.add_argument("--warmup", type=int, default=1, help="discarded rounds first")
-    parser.add_argument("--seed", type=int, default=0, help="data and initialisation seed")
-    parser.add_argument("--json", metavar="PATH", default=None, help="also write the figures here")
+    parser.add_argument("--workers", type=types.worker_list, default="1,2", help="worker counts")
+    parser.add_argument(
+        "--rounds", type=types.positive_int, default=5, help="timed rounds (one iteration each)"
+    )
+    parser.add_argument(
+        "--warmup", type=types.nonnegative_int, default=1, help="discarded rounds first"
+    )
+    parser.add_argument("--seed", type=types.seed, default=0, help="data and initialisation seed")
+    parser.add_argument(
+        "--json",
+        metavar="PATH",
+        type=types.output_file,
+        default=None,
+        help="also write the figures here (its folder is checked before the benchmark)",
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -574,10 +573,11 @@ def main(args: argparse.Namespace) -> int:
         raise InvalidParameterError(
             f"--peers takes library strategies ({', '.join(PEERS)}) or 'none'; got {bad}"
         )
-    if args.rounds < 1 or args.warmup < 0:
-        raise InvalidParameterError("--rounds must be >= 1 and --warmup >= 0")
-    if args.n is not None and args.n < 1:
-        raise InvalidParameterError(f"--n must be >= 1; got {args.n}")
+    from harness.model.footprint import check_fits
+
+    for name in args.workloads:
+        spec = WORKLOADS[name]
+        check_fits(args.n or spec.n, spec.d, spec.k, what=f"workload {name}")
 
     build = kernels.build_info()
     cores = usable_cores()
@@ -642,6 +642,9 @@ def main(args: argparse.Namespace) -> int:
         print(f"  {check['status']:<4}  {check['target']}: {check['detail']}")
     print(f"load average after: {figures['load_after']:.2f}")
     if args.json:
-        Path(args.json).write_text(json.dumps(figures, indent=2, default=str) + "\n")
+        try:
+            Path(args.json).write_text(json.dumps(figures, indent=2, default=str) + "\n")
+        except OSError as exc:
+            raise DataFileError(f"cannot write {args.json}: {exc}") from exc
         print(f"figures written to {args.json}")
     return 1 if any(check["status"] == "FAIL" for check in checks) else 0

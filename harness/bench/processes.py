@@ -50,6 +50,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.bench.targets import judge, load_targets, print_verdicts
+from harness.model import args as types
 from harness.model.errors import HarnessError, InvalidParameterError
 from harness.sweep.formats import to_json, write_text_atomic
 
@@ -72,38 +73,35 @@ MIB = 1024**2
 # --------------------------------------------------------------------------------------
 
 
-def _sizes(text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(float(part.replace("_", ""))) for part in text.split(",") if part)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected sizes such as 1e4,1e5; got {text!r}") from None
-    if not values or min(values) < 10:
-        raise argparse.ArgumentTypeError(f"sizes must be >= 10; got {text!r}")
-    return tuple(sorted(set(values)))
+#: Smallest n of the time table: below it a chunk per worker is a handful of points.
+MIN_TIME_SIZE = 10
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--workers", type=int, default=2, help="worker processes")
+    parser.add_argument("--workers", type=types.workers, default=2, help="worker processes")
     parser.add_argument(
         "--n",
-        type=float,
+        type=types.size,
         default=None,
         help="points for the memory and prepare measurements "
         "(default: schreiber's 4,000,000; 1,000,000 with --quick)",
     )
     parser.add_argument(
         "--sizes",
-        type=_sizes,
+        type=types.sizes_at_least(MIN_TIME_SIZE),
         default=None,
         help="comma-separated n for the time/crossover table "
         f"(default {','.join(map(str, DEFAULT_SIZES))})",
     )
     parser.add_argument(
-        "--iterations", type=int, default=3, help="EM iterations in each memory measurement"
+        "--iterations",
+        type=types.positive_int,
+        default=3,
+        help="EM iterations in each memory measurement",
     )
     parser.add_argument(
         "--repeats",
-        type=int,
+        type=types.positive_int,
         default=5,
         help="timed iterations per strategy and size (after one warm-up)",
     )
@@ -116,7 +114,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="comma-separated subset of memory,time,prepare (traffic comes with time)",
     )
     parser.add_argument(
-        "--json", metavar="FILE", default=None, help="also write every figure to this JSON file"
+        "--json",
+        metavar="FILE",
+        type=types.output_file,
+        default=None,
+        help="also write every figure to this JSON file (checked before the benchmark)",
     )
     parser.add_argument(
         "--targets",
@@ -621,25 +623,26 @@ def report_prepare(rows: list[dict]) -> dict[str, tuple[float | None, str]]:
 
 
 def main(args: argparse.Namespace) -> int:
+    from harness.model.footprint import check_fits
     from harness.model.threads import usable_cores
     from harness.model.workloads import WORKLOADS
 
-    if args.workers < 1:
-        raise InvalidParameterError(f"--workers must be >= 1; got {args.workers}")
-    if args.iterations < 1 or args.repeats < 1:
-        raise InvalidParameterError("--iterations and --repeats must be >= 1")
     sections = {part.strip() for part in args.only.split(",") if part.strip()}
     unknown = sections - {"memory", "time", "prepare"}
     if unknown:
         raise InvalidParameterError(f"--only accepts memory, time, prepare; got {sorted(unknown)}")
-    n = (
-        int(args.n)
-        if args.n is not None
-        else (1_000_000 if args.quick else WORKLOADS["schreiber"].n)
-    )
+    n = args.n if args.n is not None else (1_000_000 if args.quick else WORKLOADS["schreiber"].n)
     targets = load_targets("bench-processes", args.targets, METRICS)  # bad file: fail first
     time_limit = next((t.threshold for t in targets if t.metric == "fused_time_ratio"), 1.5)
     sizes = args.sizes or (QUICK_SIZES if args.quick else DEFAULT_SIZES)
+    spec = WORKLOADS["schreiber"]
+    if n < max(spec.k, MIN_TIME_SIZE):
+        raise InvalidParameterError(
+            f"--n {n} is too small: the memory and prepare measurements split schreiber's "
+            f"{spec.k} components over {args.workers} workers; give --n >= {MIN_TIME_SIZE}"
+        )
+    for size in {n, max(sizes)}:
+        check_fits(size, spec.d, spec.k, kind="processes", what="schreiber")
     repeats = min(args.repeats, 3) if args.quick else args.repeats
     iterations = min(args.iterations, 2) if args.quick else args.iterations
 

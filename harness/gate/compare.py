@@ -80,6 +80,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from harness.model import args as types
 from harness.model.errors import DataFileError, HarnessError, InvalidParameterError
 from harness.sweep.formats import format_seconds
 from harness.sweep.results import (
@@ -331,6 +332,8 @@ def compare_samples(
 def _load_run(run_dir: str | Path, label: str) -> tuple[dict, pd.DataFrame]:
     """Meta and table of one run, with seconds numeric and the key columns typed."""
     path = Path(run_dir)
+    if path.exists() and not path.is_dir():
+        raise DataFileError(f"{label} is not a folder: {run_dir} (give a results folder)")
     if not path.is_dir():
         raise DataFileError(f"{label} folder does not exist: {run_dir}")
     meta = load_meta(path)
@@ -892,7 +895,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="compare runs from different machines (warning) instead of refusing",
     )
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    parser.add_argument("--seed", type=types.seed, default=0, help="bootstrap seed")
 
 
 def main(args: argparse.Namespace) -> int:

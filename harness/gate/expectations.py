@@ -713,6 +713,8 @@ def check_run(
         Unusable run folder or expectations file.
     """
     claims = load_expectations(expectations)
+    if Path(run_dir).exists() and not Path(run_dir).is_dir():
+        raise DataFileError(f"not a folder: {run_dir} (give a results folder)")
     if not Path(run_dir).is_dir():
         raise DataFileError(f"run folder does not exist: {run_dir}")
     load_meta(run_dir)  # refuses a folder that is not a results folder

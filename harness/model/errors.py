@@ -40,3 +40,12 @@ class WorkerError(HarnessError, RuntimeError):
 
 class NumericalError(HarnessError, FloatingPointError):
     """The fit produced a non-finite value or a covariance that is not positive definite."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised as an exception so that cleanup (``finally``, ``with``) runs.
+
+    A :class:`KeyboardInterrupt` so that everything that stops cleanly on Ctrl-C stops
+    the same way; the command line tells them apart (exit 143 "terminated", not 130
+    "interrupted", the shells' convention of 128 + the signal number).
+    """

@@ -9,6 +9,11 @@ Policy (documented in the README):
   where float32 loses digits the reference tolerances (1e-8) depend on.
 * Complex, object, boolean or string data, NaN/inf, arrays that are not 2-D, and
   empty arrays are rejected with :class:`~harness.model.errors.InvalidDataError`.
+* Values so large that a covariance overflows are rejected too (see
+  :func:`max_abs_value`): the squared deviations summed over ``n`` points must stay
+  below the largest float64, or the covariance becomes inf and its Cholesky factor
+  cannot be taken. Rescaling the data (dividing by a constant) fits the same mixture
+  up to that scale, and is the user's choice to make, not a silent one here.
 """
 
 from __future__ import annotations
@@ -63,7 +68,42 @@ def check_data(X: object, *, name: str = "X") -> np.ndarray:
             f"{name} contains {len(bad)} non-finite value(s) (NaN or inf); "
             f"first at row {row}, column {col}"
         )
+    limit = max_abs_value(n)
+    # from the column extremes: np.abs(array) would be a full copy of the data
+    column_max = np.maximum(np.abs(array.max(axis=0)), np.abs(array.min(axis=0)))
+    worst = int(np.argmax(column_max))
+    if column_max[worst] > limit:
+        raise InvalidDataError(
+            f"{name} has values too large to fit: up to {column_max[worst]:.3g} in column "
+            f"{worst}; with n = {n:,} points, |values| must be at most {limit:.3g} or the "
+            "covariance overflows float64. Divide the data by a constant (e.g. each "
+            "column by its standard deviation) and fit again"
+        )
     return array
+
+
+#: The largest float64, and the factor kept free under it: the sums of a few strategies
+#: pass through intermediates a few times larger than the covariance itself.
+_FLOAT_MAX = float(np.finfo(np.float64).max)
+_HEADROOM = 4.0
+
+
+def max_abs_value(n_points: int) -> float:
+    """Largest ``|x|`` whose covariance over ``n_points`` points stays finite.
+
+    ``n * (2 * max|x|)**2 * headroom <= float64 max`` (a deviation from a mean can be
+    twice the largest value): about 3e150 for a million points, 2e152 for a few
+    hundred.
+
+    Parameters
+    ----------
+    n_points : int
+
+    Returns
+    -------
+    float
+    """
+    return float(np.sqrt(_FLOAT_MAX / (4.0 * _HEADROOM * max(int(n_points), 1))))
 
 
 def check_n_components(k: object, n_points: int) -> int:

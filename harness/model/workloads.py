@@ -14,6 +14,9 @@ It generates or loads data only: no strategy, no timing, no results folder.
 
 from __future__ import annotations
 
+import os
+import stat
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.model.errors import DataFileError, InvalidParameterError
+from harness.model.footprint import check_fits
 from harness.model.validation import check_data, check_n_components
 
 
@@ -35,12 +39,15 @@ class Dataset:
     X : ndarray of float64, shape (n, d)
     k : int
     seed : int
+    notes : tuple of str
+        What reading the data decided that the user should hear (a skipped header).
     """
 
     name: str
     X: np.ndarray
     k: int
     seed: int = 0
+    notes: tuple[str, ...] = ()
 
     @property
     def n(self) -> int:
@@ -153,6 +160,7 @@ def make_workload(name: str, n: int | None = None, seed: int = 0) -> Dataset:
         )
     n = spec.n if n is None else int(n)
     check_n_components(spec.k, n)
+    check_fits(n, spec.d, spec.k, what=f"workload {spec.name}")
     # One stream per (workload, seed): adding a workload never changes another's data.
     rng = np.random.default_rng([seed, sum(map(ord, spec.name))])
     X = np.ascontiguousarray(spec.generate(n, rng), dtype=np.float64)
@@ -166,7 +174,8 @@ def load_data(path: str | Path, *, mmap: bool = True) -> np.ndarray:
     ----------
     path : str or Path
         ``.npy`` (opened as a read-only memmap when ``mmap``) or ``.csv``
-        (comma-separated numbers, one point per row; one header row is skipped).
+        (comma-separated numbers, one point per row; a first line that is not numbers,
+        once a UTF-8 byte-order mark and whitespace are stripped, is a header and skipped).
 
     Returns
     -------
@@ -175,46 +184,114 @@ def load_data(path: str | Path, *, mmap: bool = True) -> np.ndarray:
     Raises
     ------
     DataFileError
-        If the file is missing, of an unknown type, or cannot be parsed.
+        If the file is missing, not a regular file (a folder, a FIFO, a device), of an
+        unknown type, empty, or cannot be parsed.
     InvalidDataError
         If it parses but the values cannot be fitted (NaN, wrong shape, ...).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DataFileError(f"data file not found: {path}")
+    return _read_data(Path(path), mmap)[0]
+
+
+#: What a path that is not a regular file is, for the message (never opened: a FIFO
+#: would block the reader until someone writes to it).
+_NOT_A_FILE = (
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _check_regular_file(path: Path) -> None:
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise DataFileError(f"data file not found: {path}") from None
+    except OSError as exc:
+        raise DataFileError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    for test, what in _NOT_A_FILE:
+        if test(mode):
+            raise DataFileError(f"{path} is {what}, not a data file; give a .npy or .csv file")
+    if not stat.S_ISREG(mode):
+        raise DataFileError(f"{path} is not a regular file; give a .npy or .csv file")
+
+
+def _read_data(path: Path, mmap: bool) -> tuple[np.ndarray, tuple[str, ...]]:
+    """The checked array and the notes reading it produced."""
+    _check_regular_file(path)
     suffix = path.suffix.lower()
+    notes: tuple[str, ...] = ()
     if suffix == ".npy":
         try:
             array = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
         except Exception as exc:
             raise DataFileError(f"cannot read {path} as a .npy array: {exc}") from exc
     elif suffix == ".csv":
-        array = _load_csv(path)
+        array, header = _load_csv(path)
+        if header is not None:
+            notes = (f"{path.name}: first line taken as a header and skipped: {header!r}",)
     else:
         raise DataFileError(f"unsupported data file type {suffix!r} for {path}; use .npy or .csv")
-    return check_data(array, name=str(path))
+    return check_data(array, name=str(path)), notes
 
 
-def _load_csv(path: Path) -> np.ndarray:
-    """Comma-separated numbers; a first line that is not numeric is taken as a header."""
+#: Text encoding of CSV files: UTF-8, with the byte-order mark some editors write
+#: (Excel's "CSV UTF-8") dropped instead of glued to the first number.
+_CSV_ENCODING = "utf-8-sig"
+
+
+def _is_numeric_row(line: str) -> bool:
+    fields = [field.strip() for field in line.split(",")]
     try:
-        with path.open() as handle:
-            first = handle.readline()
+        [float(field) for field in fields]
+    except ValueError:
+        return False
+    return True
+
+
+def _load_csv(path: Path) -> tuple[np.ndarray, str | None]:
+    """Comma-separated numbers, and the header line when the first line was one.
+
+    The first non-blank line is data when every field parses as a number once the
+    byte-order mark and whitespace are stripped; otherwise it is a header.
+    """
+    try:
+        with path.open(encoding=_CSV_ENCODING) as handle:
+            first, header_rows = "", 0
+            for line in handle:
+                header_rows += 1
+                if line.strip():
+                    first = line.strip()
+                    break
     except (OSError, UnicodeDecodeError) as exc:
         raise DataFileError(f"cannot read {path}: {exc}") from exc
+    if not first:
+        raise DataFileError(f"{path} is empty: no data rows")
+    header = None if _is_numeric_row(first) else first
     try:
-        [float(field) for field in first.split(",")]
-        header_rows = 0
-    except ValueError:
-        header_rows = 1
-    try:
-        return np.loadtxt(path, delimiter=",", ndmin=2, skiprows=header_rows, dtype=np.float64)
+        with warnings.catch_warnings():
+            # An empty result is reported below in words, not as NumPy's warning.
+            warnings.simplefilter("ignore", UserWarning)
+            array = np.loadtxt(
+                path,
+                delimiter=",",
+                ndmin=2,
+                # leading blank lines, and the header when there is one
+                skiprows=header_rows if header is not None else header_rows - 1,
+                dtype=np.float64,
+                encoding=_CSV_ENCODING,
+            )
     except (ValueError, UnicodeDecodeError) as exc:
         raise DataFileError(f"malformed CSV {path}: {exc}") from exc
+    if array.size == 0:
+        raise DataFileError(f"{path} has a header line ({header!r}) but no data rows")
+    return array, header
 
 
 def dataset_from_file(path: str | Path, k: int, seed: int = 0) -> Dataset:
     """A :class:`Dataset` from a user's file, with ``k`` checked against ``n``."""
-    X = load_data(path)
+    X, notes = _read_data(Path(path), mmap=True)
     k = check_n_components(k, X.shape[0])
-    return Dataset(Path(path).name, X, k, seed)
+    check_fits(X.shape[0], X.shape[1], k, generated=False, what=str(path))
+    return Dataset(Path(path).name, X, k, seed, notes)

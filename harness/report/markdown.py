@@ -171,6 +171,8 @@ def plot_run(
         written.
     """
     run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise DataFileError(f"not a folder: {run_dir} (give a results folder)")
     if not run_dir.is_dir():
         raise DataFileError(f"results folder not found: {run_dir}")
     table = load_table(run_dir)
@@ -241,13 +243,9 @@ def plot_run(
 
 
 def _read_meta(run_dir: Path) -> tuple[dict, str]:
-    """The run's metadata; a readable table without metadata is still reported."""
-    try:
-        return load_meta(run_dir), ""
-    except DataFileError as exc:
-        if (run_dir / TABLE_FILE).is_file():
-            return {}, f"metadata unavailable ({exc}); the table's own columns are shown"
-        raise
+    """The run's metadata. Missing or damaged metadata is refused: a report that cannot
+    say what machine and build measured its figures would present them as if it could."""
+    return load_meta(run_dir), ""
 
 
 def _find_key(data: object, key: str) -> object:

@@ -24,8 +24,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.model.args import positive_int
+from harness.model import args as types
 from harness.model.errors import DataFileError, InvalidParameterError
+from harness.sweep.lock import LOCK_FILE
 from harness.sweep.results import META_FILE, SCHEMA_VERSION, config_id, load_meta
 from harness.sweep.spec import CHECK_ITERATIONS, iteration_seconds_at
 
@@ -169,35 +170,11 @@ def _split(values: Sequence[str] | str | None) -> list[str]:
 
 
 def _parse_size(text: str) -> int:
-    try:
-        value = float(text.replace("_", ""))
-    except ValueError:
-        raise InvalidParameterError(
-            f"--sizes: expected sizes such as 100000 or 1e5, got {text!r}"
-        ) from None
-    if not math.isfinite(value) or value < 1 or value != int(value):
-        raise InvalidParameterError(f"--sizes: expected whole sizes >= 1, got {text!r}")
-    return int(value)
+    return types.as_parameter_error(types.size, text, "--sizes")
 
 
 def _parse_workers(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise InvalidParameterError(f"--workers: expected whole numbers, got {text!r}") from None
-    if value < 1:
-        raise InvalidParameterError(f"--workers: expected numbers >= 1, got {value}")
-    return value
-
-
-def _budget(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected seconds > 0 (or inf), got {text!r}")
-    return value
+    return types.as_parameter_error(types.workers, text, "--workers")
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -239,7 +216,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--iterations",
-        type=positive_int,
+        type=types.positive_int,
         default=None,
         metavar="N",
         help="timed values per phase and process (each value of the "
@@ -258,7 +235,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="pyperf worker processes per phase, more values (slow)",
     )
     parser.add_argument(
-        "--out", default=None, metavar="DIR", help="results folder (default: results/<timestamp>)"
+        "--out",
+        type=types.output_folder,
+        default=None,
+        metavar="DIR",
+        help="results folder (default: results/<timestamp>)",
     )
     parser.add_argument(
         "--resume",
@@ -268,7 +249,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--time-budget",
-        type=_budget,
+        type=types.seconds_or_inf,
         default=None,
         metavar="SECONDS",
         help="skip a configuration whose estimated timed work exceeds this "
@@ -333,7 +314,7 @@ def resolve_sweep(args: argparse.Namespace) -> Sweep:
         run_id = str(meta.get("run_id") or run_dir.name)
     elif args.out:
         run_dir = Path(args.out)
-        if run_dir.exists() and any(run_dir.iterdir()):
+        if run_dir.exists() and any(path.name != LOCK_FILE for path in run_dir.iterdir()):
             raise InvalidParameterError(
                 f"{run_dir} exists and is not empty; add --resume to continue that run or "
                 "choose another --out"

@@ -4,12 +4,14 @@ The runner starts each configuration's measurement process in a session (and so 
 process group) of its own, and must stop the whole group, cleanly where it can, so
 that pool workers, shared-memory segments and memmap folders never outlive a
 configuration (:func:`run_in_own_group`, :func:`kill_group`). SIGTERM is turned into
-``KeyboardInterrupt`` both in the runner and in the measurement process
+:class:`~harness.model.errors.Terminated`, a ``KeyboardInterrupt``, both in the runner
+and in the measurement process
 (:func:`terminate_as_interrupt`), and held back while result files are replaced
 (:func:`interrupts_deferred`).
 
-Only the standard library: the measurement process imports this module before any
-numeric library. It knows nothing of strategies, timings or the results folder.
+Only the standard library and the harness's errors: the measurement process imports
+this module before any numeric library. It knows nothing of strategies, timings or the
+results folder.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import subprocess
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+
+from harness.model.errors import Terminated
 
 #: Signals that stop a sweep the way Ctrl-C does (SIGTERM: CI cancelling a job, kill).
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -44,12 +48,14 @@ def interrupts_deferred() -> Iterator[None]:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+        if signal.SIGTERM in received:
+            raise Terminated
         if received:
             raise KeyboardInterrupt
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+    raise Terminated
 
 
 @contextlib.contextmanager

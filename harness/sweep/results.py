@@ -40,6 +40,8 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -147,43 +149,224 @@ def load_meta(run_dir: str | Path) -> dict:
     Raises
     ------
     DataFileError
-        If the folder or the file is missing or not valid JSON.
+        If the folder or the file is missing, not valid JSON (truncated), or not the
+        metadata of a run (not an object, or without ``schema_version``).
     """
     path = Path(run_dir) / META_FILE
     if not path.is_file():
         raise DataFileError(f"not a results folder (no {META_FILE}): {run_dir}")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise DataFileError(f"{path} is not valid JSON: {exc}") from exc
+        meta = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataFileError(f"{path} is not valid JSON (truncated or damaged?): {exc}") from exc
+    except OSError as exc:
+        raise DataFileError(f"cannot read {path}: {exc}") from exc
+    if not isinstance(meta, dict) or "schema_version" not in meta:
+        what = "an empty object" if meta == {} else f"a JSON {type(meta).__name__}"
+        raise DataFileError(
+            f"{path} is {what} without a schema_version: not the metadata of a run "
+            "(written by `python -m harness run`), or damaged"
+        )
+    return meta
 
 
-def load_table(run_dir: str | Path) -> pd.DataFrame:
-    """Read a run's tidy table (CSV; Parquet is a convenience copy).
+@dataclass
+class TableDamage:
+    """What :func:`read_table` found wrong in a table.
+
+    Attributes
+    ----------
+    damaged : dict of str to str
+        ``config_id`` -> why one of its rows is unusable (cut short, a value that does
+        not parse, a ``config_id`` that does not match the row). A resumed sweep
+        measures such a configuration again.
+    dropped_damaged : bool
+        Whether those rows were dropped (the runner) or kept for the reader's own
+        checks to refuse (plot, compare, check).
+    unidentified : int
+        Unusable rows that name no configuration (repeated header lines, rows cut
+        before their ``config_id``); always dropped.
+    duplicates : int
+        Rows repeating an earlier row's ``(config_id, phase, value_index)``; always
+        dropped, the first is kept.
+    """
+
+    damaged: dict[str, str] = field(default_factory=dict)
+    dropped_damaged: bool = False
+    unidentified: int = 0
+    duplicates: int = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.damaged or self.unidentified or self.duplicates)
+
+    def describe(self, path: str | Path) -> str:
+        """One sentence for a warning."""
+        parts = []
+        if self.damaged:
+            shown = ", ".join(f"{cid} ({why})" for cid, why in list(self.damaged.items())[:3])
+            more = len(self.damaged) - 3
+            parts.append(
+                f"unusable rows of {len(self.damaged)} configuration(s) "
+                f"{'dropped' if self.dropped_damaged else 'found'}: {shown}"
+                + (f" and {more} more" if more > 0 else "")
+            )
+        if self.unidentified:
+            parts.append(
+                f"{self.unidentified} row(s) naming no configuration (a repeated header, "
+                "a row cut short) dropped"
+            )
+        if self.duplicates:
+            parts.append(f"{self.duplicates} duplicate row(s) dropped, the first kept")
+        return f"{path}: " + "; ".join(parts)
+
+
+def _is_number(value: Any) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _row_problem(row: dict[str, Any]) -> str:
+    """Why a parsed row cannot be trusted, or "" when it can."""
+    status = row.get("status")
+    if status not in STATUSES:
+        return f"status {status!r} is not one of {', '.join(STATUSES)}"
+    identity = ("n", "workers") if status != "ok" else ("n", "d", "k", "workers", "value_index")
+    for column in identity:
+        if not _is_number(row.get(column)):
+            return f"{column} {row.get(column)!r} is not a number"
+    cid = row.get("config_id")
+    if isinstance(cid, str) and cid:
+        expected = config_id(
+            str(row.get("workload")),
+            int(float(row["n"])),
+            str(row.get("strategy")),
+            int(float(row["workers"])),
+        )
+        if cid != expected:
+            return f"config_id {cid!r} does not match its workload, n, strategy and workers"
+    if status == "ok":
+        if row.get("phase") not in PHASES:
+            return f"phase {row.get('phase')!r} is not one of {', '.join(PHASES)}"
+        if not _is_number(row.get("seconds")) or float(row["seconds"]) <= 0:
+            return f"seconds {row.get('seconds')!r} is not a positive number"
+    return ""
+
+
+def read_table(
+    run_dir: str | Path, *, drop_damaged: bool = False
+) -> tuple[pd.DataFrame, TableDamage]:
+    """Read a run's tidy table and say what in it cannot be trusted.
+
+    A table is written atomically, so damage means a hand edit, a copy cut short or
+    two writers. Repeated header lines and rows repeating an earlier row's
+    ``(config_id, phase, value_index)`` are dropped. A row with fewer fields than the
+    header (cut short), whose numbers or status do not parse, or whose ``config_id``
+    does not match its own columns is named in the returned :class:`TableDamage`,
+    and dropped when ``drop_damaged``.
+
+    Parameters
+    ----------
+    run_dir : str or Path
+    drop_damaged : bool
+        Drop damaged rows (the runner, which measures their configurations again)
+        rather than keep them for the reader's own checks to refuse.
+
+    Returns
+    -------
+    table : pandas.DataFrame
+        Typed as a clean file's would be.
+    damage : TableDamage
 
     Raises
     ------
     DataFileError
         If the table is missing, unreadable, or lacks the measurement columns.
     """
+    import csv
+    import io
+
     import pandas as pd
 
     path = Path(run_dir) / TABLE_FILE
     if not path.is_file():
         raise DataFileError(f"no results table {TABLE_FILE} in {run_dir}")
     try:
-        table = pd.read_csv(path, keep_default_na=True)
-    except Exception as exc:
+        text = path.read_text()
+        records = [fields for fields in csv.reader(io.StringIO(text)) if fields]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DataFileError(f"cannot read {path}: {exc}") from exc
-    missing = [column for column in COLUMNS[:9] if column not in table.columns]
+    if not records:
+        raise DataFileError(f"{path} is empty (not even a header line)")
+    header = records[0]
+    missing = [column for column in COLUMNS[:9] if column not in header]
     if missing:
         raise DataFileError(f"{path} lacks the columns {missing}")
+    damage = TableDamage(dropped_damaged=drop_damaged)
+    keep: list[list[str]] = [header]
+    seen: set[tuple[str, str, str]] = set()
+    cid_at = header.index("config_id") if "config_id" in header else None
+    for fields in records[1:]:
+        row = dict(zip(header, fields, strict=False))  # lengths checked below
+        cid = fields[cid_at] if cid_at is not None and len(fields) > cid_at else ""
+        if fields == header or (not cid and len(fields) != len(header)):
+            damage.unidentified += 1
+            continue
+        if len(fields) != len(header):
+            problem = f"a row with {len(fields)} of {len(header)} fields (cut short?)"
+        else:
+            problem = _row_problem(
+                {key: (None if value == "" else value) for key, value in row.items()}
+            )
+        if problem:
+            if cid:
+                damage.damaged.setdefault(cid, problem)
+            else:
+                damage.unidentified += 1
+            if drop_damaged or not cid:
+                continue
+        key = (cid, row.get("phase", ""), row.get("value_index", ""))
+        if cid and key in seen:
+            damage.duplicates += 1
+            continue
+        seen.add(key)
+        keep.append(fields)
+    if len(keep) < len(records):
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\n").writerows(keep)
+        source: Any = io.StringIO(buffer.getvalue())
+    else:
+        source = io.StringIO(text)
+    try:
+        table = pd.read_csv(source, keep_default_na=True)
+    except Exception as exc:
+        raise DataFileError(f"cannot read {path}: {exc}") from exc
     if "error" in table.columns:
         table["error"] = table["error"].astype(object).fillna("")
     if "problem" not in table.columns:  # written before the problem axis: GMM only
         table["problem"] = DEFAULT_PROBLEM
     table["problem"] = table["problem"].astype(object).fillna(DEFAULT_PROBLEM)
     table.loc[table["problem"] == "", "problem"] = DEFAULT_PROBLEM
+    return table, damage
+
+
+def load_table(run_dir: str | Path) -> pd.DataFrame:
+    """Read a run's tidy table (CSV; Parquet is a convenience copy).
+
+    Repeated header lines and duplicate rows are dropped with a warning; other damaged
+    rows are kept for the caller's checks to refuse (see :func:`read_table`).
+
+    Raises
+    ------
+    DataFileError
+        If the table is missing, unreadable, or lacks the measurement columns.
+    """
+    table, damage = read_table(run_dir)
+    if damage.unidentified or damage.duplicates:
+        # damaged rows stay: the reader's own checks refuse them with their own words
+        shown = TableDamage(unidentified=damage.unidentified, duplicates=damage.duplicates)
+        warnings.warn(shown.describe(Path(run_dir) / TABLE_FILE), RuntimeWarning, stacklevel=2)
     return table
 
 

@@ -73,7 +73,21 @@ Decisions a user should know
   folder written by another results schema, or with another timing protocol, is
   refused rather than mixed; another machine or commit is allowed with a warning
   (the rows record what each configuration ran on). SIGTERM stops a sweep as
-  Ctrl-C does.
+  Ctrl-C does (exit 143 "terminated" rather than 130 "interrupted").
+* **A damaged table is not trusted**: on resume, a configuration counts as done only
+  when its rows are exactly its pyperf file's values, phase by phase and index by
+  index; a row cut short, a ``seconds`` that does not parse, a deleted phase or a
+  damaged pyperf file makes it run again (with a warning naming it). Duplicate rows
+  and repeated header lines are dropped with a warning
+  (:func:`harness.sweep.results.read_table`). A resume with narrower options leaves
+  ``meta.json``'s ``sweep`` fields describing everything the table holds (the union,
+  :func:`merge_sweep_arguments`); each session records its own ``arguments``.
+* **One writer per folder**: the runner holds an exclusive lock on ``<run>/.lock``
+  (:mod:`harness.sweep.lock`) while it writes; a second sweep on the same folder is
+  refused with the holder's pid. The kernel releases it when the holder dies.
+* **Exit status**: 0 when every configuration was measured or skipped, 1 when any
+  failed (listed on stderr at the end), 2 for bad options, before anything is
+  written (a size that cannot fit in memory included: :func:`check_sweep_memory`).
 * **Rows**: an ``ok`` configuration has one row per pyperf value (warm-ups and
   calibration excluded) of each phase; ``effective_workers``, ``start_method``,
   ``bytes_to_workers``/``bytes_from_workers`` (as the strategy reports them, per
@@ -108,9 +122,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from harness.model.errors import InvalidParameterError
 from harness.model.threads import OversubscriptionWarning, thread_env, usable_cores
 from harness.sweep.faults import stop_grace, time_limit_for
 from harness.sweep.formats import format_seconds, to_json, write_atomic, write_text_atomic
+from harness.sweep.lock import LOCK_FILE, run_folder_lock
 from harness.sweep.metadata import collect_metadata, now_iso
 from harness.sweep.plan import (
     Configuration,
@@ -136,8 +152,8 @@ from harness.sweep.results import (
     TABLE_FILE,
     as_table,
     load_meta,
-    load_table,
     phases_for,
+    read_table,
 )
 from harness.sweep.rows import as_float, median, plain, table_row
 from harness.sweep.spec import (
@@ -164,12 +180,74 @@ PROBE_MARGIN = 4.0
 
 
 def main(args: argparse.Namespace) -> int:
-    """Run the sweep ``args`` describe (see :func:`configure_parser`)."""
+    """Run the sweep ``args`` describe (see :func:`configure_parser`).
+
+    Returns 0 when every configuration was measured or skipped, 1 when any failed.
+    """
     if getattr(args, "scheduler", None) is not None:
         os.environ["GMM_HARNESS_DASK_SCHEDULER"] = args.scheduler
     sweep = resolve_sweep(args)
-    with terminate_as_interrupt():
+    check_sweep_memory(sweep)  # before the folder or any data exists
+    with terminate_as_interrupt(), run_folder_lock(sweep.run_dir):
+        if not sweep.resume:
+            # Checked again under the lock: another sweep may have started in this
+            # folder, and finished, since the options were resolved.
+            others = [path.name for path in sweep.run_dir.iterdir() if path.name != LOCK_FILE]
+            if others:
+                raise InvalidParameterError(
+                    f"{sweep.run_dir} is no longer empty (another sweep wrote it); add "
+                    "--resume to continue that run or choose another --out"
+                )
         return SweepRunner(sweep).run()
+
+
+def check_sweep_memory(sweep: Sweep) -> None:
+    """Refuse a sweep whose largest size of a workload cannot fit in memory now.
+
+    Estimated for the most memory-hungry kind of strategy in the sweep (process
+    strategies keep a second copy of the data for their workers).
+    """
+    import strategies
+    from harness.model.footprint import check_fits
+    from harness.model.workloads import WORKLOADS
+
+    kinds = {strategies.get_info(name).kind for name in sweep.strategies}
+    kind = "processes" if kinds & {"processes", "distributed"} else "serial"
+    for workload in sweep.workloads:
+        spec = WORKLOADS[workload]
+        check_fits(max(sweep.sizes[workload]), spec.d, spec.k, kind=kind, what=workload)
+
+
+def merge_sweep_arguments(stored: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """The sweep fields of a resumed run: what the table holds, not the last request.
+
+    A resume may ask for fewer workloads, sizes, workers or strategies than the run
+    already holds; the table keeps those configurations, so ``meta.json`` keeps
+    describing them: list fields become the union (in order of first appearance),
+    ``resolved_sizes`` the union per workload. The protocol and the rest come from
+    ``new`` (a resume must keep the protocol, and the runner refuses one that does
+    not).
+    """
+
+    def union(*lists: Any) -> list[Any]:
+        return list(dict.fromkeys(item for items in lists if items for item in items))
+
+    merged = dict(new)
+    for key in ("workloads", "workers", "strategies"):
+        merged[key] = union(stored.get(key), new.get(key))
+    resolved: dict[str, list[int]] = {}
+    for sizes in (stored.get("resolved_sizes") or {}, new.get("resolved_sizes") or {}):
+        for workload, values in sizes.items():
+            resolved[workload] = sorted(set(resolved.get(workload, [])) | set(values))
+    merged["resolved_sizes"] = resolved
+    if stored.get("sizes") is None and new.get("sizes") is None:
+        merged["sizes"] = None
+    else:
+        # One list for every workload: the union of what any workload was measured at.
+        merged["sizes"] = sorted({n for values in resolved.values() for n in values})
+    if "workers" in merged:
+        merged["workers"] = sorted(merged["workers"])
+    return merged
 
 
 class SweepRunner:
@@ -187,6 +265,7 @@ class SweepRunner:
         self._benchmarks: dict[str, list[Any]] = {}  # config_id -> its pyperf benchmarks
         self._parquet_warned = False
         self.counts = {"ok": 0, "skipped": 0, "failed": 0, "kept": 0}
+        self.failed: dict[str, str] = {}  # config_id -> error, this session
 
     # -- folder --
 
@@ -205,7 +284,14 @@ class SweepRunner:
         if self.sweep.resume:
             self.meta = load_meta(self.run_dir)
             if (self.run_dir / TABLE_FILE).is_file():
-                table = load_table(self.run_dir)
+                table, damage = read_table(self.run_dir, drop_damaged=True)
+                if damage:
+                    warnings.warn(
+                        damage.describe(self.run_dir / TABLE_FILE)
+                        + "; configurations with damaged or missing rows are measured again",
+                        RuntimeWarning,
+                        stacklevel=3,
+                    )
                 self.rows = [
                     {key: plain(value) for key, value in row.items()}
                     for row in table.to_dict("records")
@@ -219,8 +305,13 @@ class SweepRunner:
                     path.unlink()
             self._write_table()
             self._write_suite()
+            # The session records what this invocation asked for; the sweep fields
+            # describe everything the table holds, narrower resumes included.
+            session["arguments"] = self.sweep.arguments
             self.meta.setdefault("sessions", []).append(session)
-            self.meta["sweep"] = self.sweep.arguments
+            self.meta["sweep"] = merge_sweep_arguments(
+                self.meta.get("sweep") or {}, self.sweep.arguments
+            )
         else:
             self.meta = {
                 "schema_version": SCHEMA_VERSION,
@@ -281,14 +372,63 @@ class SweepRunner:
         }
 
     def _finished_configurations(self) -> set[str]:
-        statuses: dict[str, set[str]] = {}
+        """Configurations whose rows are all ok and agree with their pyperf file.
+
+        Every phase's rows must be exactly the pyperf values, index for index: a row
+        deleted, cut short or edited (a ``seconds`` of ``fast``) makes the
+        configuration unfinished, so it is measured again.
+        """
+        by_config: dict[str, list[dict[str, Any]]] = {}
         for row in self.rows:
-            statuses.setdefault(str(row.get("config_id")), set()).add(str(row.get("status")))
-        return {
-            cid
-            for cid, seen in statuses.items()
-            if seen == {"ok"} and (self.run_dir / PYPERF_DIR / f"{cid}.json").is_file()
-        }
+            by_config.setdefault(str(row.get("config_id")), []).append(row)
+        done = set()
+        for cid, rows in by_config.items():
+            if {str(row.get("status")) for row in rows} != {"ok"}:
+                continue
+            problem = self._disagreement_with_pyperf(cid, rows)
+            if problem:
+                warnings.warn(
+                    f"{self.run_dir / TABLE_FILE}: {cid} is measured again: {problem}",
+                    RuntimeWarning,
+                    stacklevel=4,
+                )
+                continue
+            done.add(cid)
+        return done
+
+    def _disagreement_with_pyperf(self, cid: str, rows: list[dict[str, Any]]) -> str:
+        """Why ``rows`` are not exactly the configuration's pyperf values, or ""."""
+        path = self.run_dir / PYPERF_DIR / f"{cid}.json"
+        if not path.is_file():
+            return f"its pyperf file {path.name} is missing"
+        try:
+            benchmarks = {bench.get_name(): bench for bench in self._pyperf_benchmarks(cid)}
+        except Exception as exc:  # any damage to the JSON
+            self._benchmarks.pop(cid, None)
+            return f"its pyperf file cannot be read ({type(exc).__name__}: {exc})"
+        first = rows[0]
+        phases = (
+            phases_for(str(first.get("kind")))
+            if str(first.get("problem") or "gmm") == "gmm"
+            else ("prepare", "iteration")  # micro-problems: no E/M split
+        )
+        for phase in phases:
+            bench = benchmarks.get(benchmark_name(cid, phase))
+            if bench is None:
+                return f"its pyperf file has no {phase} values"
+            values = list(bench.get_values())
+            stored = {
+                int(row["value_index"]): float(row["seconds"])
+                for row in rows
+                if row.get("phase") == phase
+            }
+            if sorted(stored) != list(range(len(values))):
+                return (
+                    f"{len(stored)} {phase} row(s) in the table for the {len(values)} pyperf values"
+                )
+            if any(not math.isclose(stored[i], v, rel_tol=1e-9) for i, v in enumerate(values)):
+                return f"its {phase} rows differ from the pyperf values"
+        return ""
 
     def _learn_from_rows(self, done: set[str]) -> None:
         by_config: dict[str, list[float]] = {}
@@ -406,6 +546,8 @@ class SweepRunner:
                     self.rows = [row for row in self.rows if row["config_id"] != cid] + rows
                     status = rows[0]["status"]
                     self.counts[status] += 1
+                    if status == "failed":
+                        self.failed[cid] = str(rows[0].get("error") or "failed")
                     self._write_table()
                     if status == "ok":
                         self._write_suite()
@@ -429,6 +571,11 @@ class SweepRunner:
             + f" -> {self.run_dir}",
             flush=True,
         )
+        if self.failed:
+            print(f"{len(self.failed)} configuration(s) failed:", file=sys.stderr)
+            for cid, error in self.failed.items():
+                print(f"  {cid}: {error}", file=sys.stderr)
+            return 1
         return 0
 
     def _finish(self, status: str, started: float) -> None:
