@@ -91,6 +91,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.model.errors import HarnessError, InvalidParameterError, StrategyUnavailableError
+from harness.sweep.interference import HOOK, HOOK_NAME, InterferenceHook
 from harness.sweep.processes import terminate_as_interrupt
 from harness.sweep.results import PHASES, config_id
 
@@ -150,6 +151,12 @@ class MeasureSpec:
         The workload and its common start saved by :func:`save_inputs` (the runner
         generates each ``(workload, n)`` once for all its configurations); generated
         here when None.
+    loops : dict or None
+        Loop count per phase, taken from the configuration's first process (in-process
+        mode): later processes skip pyperf's calibration and take one warm-up value
+        instead, so every process's values use the same loop count.
+    process : int
+        Index of this process among the configuration's processes (0 for the first).
     """
 
     workload: str
@@ -166,6 +173,8 @@ class MeasureSpec:
     probe: bool = False
     data_file: str | None = None
     init_file: str | None = None
+    loops: dict[str, int] | None = None
+    process: int = 0
 
     @property
     def config_id(self) -> str:
@@ -630,6 +639,33 @@ def run_check(measurement: Measurement) -> tuple[Any, dict[str, Any]]:
     return strategy, info
 
 
+#: Registry names whose code path is named after them when they do not report one.
+_NAMED_PATHS = {"python": "python", "scipy": "scipy", "sklearn": "sklearn"}
+
+
+def code_path(cls: Any, runtime_info: dict[str, Any]) -> dict[str, Any]:
+    """``kernel`` (the code path that ran) and ``inline`` (no pool) of a checked strategy.
+
+    ``runtime_info()["kernel"]`` when the strategy reports it (the process strategies
+    say whether their workers ran the compiled kernels or NumPy); else ``cython`` for a
+    strategy that needs the compiled kernels, the library's name for the pure-Python,
+    SciPy and scikit-learn strategies, ``numpy`` for the rest. ``inline`` is
+    ``runtime_info()["inline"]``, or True when a joblib strategy ran joblib's
+    sequential backend (its rule for one worker: no pool at all).
+    """
+    kernel = runtime_info.get("kernel")
+    if not kernel:
+        name = str(getattr(cls, "name", ""))
+        if getattr(cls, "needs_compiled", False):
+            kernel = "cython"
+        else:
+            kernel = _NAMED_PATHS.get(name, "numpy")
+    inline = runtime_info.get("inline")
+    if inline is None:
+        inline = str(runtime_info.get("backend", "")).lower() == "sequential"
+    return {"kernel": str(kernel), "inline": bool(inline)}
+
+
 def _memory_sampler() -> Any:
     """``harness.sweep.memory.PeakMemorySampler()`` when it exists and works here, else None."""
     try:
@@ -675,6 +711,8 @@ def _pyperf_argv(spec: MeasureSpec, own_args: list[str]) -> list[str]:
         "--min-time",
         repr(spec.min_time),
         "--quiet",
+        "--hook",
+        HOOK_NAME,
     ]
     if spec.processes == 0:
         return [*own_args, "--worker", "--loops", "1", *common]
@@ -722,7 +760,12 @@ def time_phases(runner: Any, measurement: Measurement, *, in_process: bool) -> l
             f"{spec.workers} worker(s)"
         }
         if in_process:
-            runner.args.loops = _calibrated_loops(runner, name, time_func)
+            known = (spec.loops or {}).get(phase)
+            if known:  # a later process: the first one's loop count, one warm-up value
+                runner.args.loops, runner.args.warmups = int(known), max(spec.warmups, 1)
+            else:  # the calibration's calls warm the phase up
+                runner.args.loops = _calibrated_loops(runner, name, time_func)
+                runner.args.warmups = spec.warmups
         bench = runner.bench_time_func(name, time_func, metadata=metadata)
         if bench is not None:
             benchmarks.append(bench)
@@ -768,6 +811,7 @@ def _configuration_process(runner: Any, spec: MeasureSpec, args: argparse.Namesp
             _write_json_atomic(result_path, result)
             return 0
         result.update(check)
+        result.update(code_path(measurement.info.cls, check["runtime_info"]))
         if spec.processes == 0:
             measurement.setup(strategy)
             try:
@@ -817,7 +861,9 @@ def _main(argv: Sequence[str] | None) -> int:
         cmd.extend(("--spec", args.spec))
 
     runner = pyperf.Runner(
-        program_args=("-m", "harness.sweep.measure"), add_cmdline_args=forward_spec
+        program_args=("-m", "harness.sweep.measure"),
+        add_cmdline_args=forward_spec,
+        hooks=[HOOK],
     )
     _parser(runner)
     # Only --spec is needed to know the mode: read it before pyperf parses its options.
@@ -825,6 +871,7 @@ def _main(argv: Sequence[str] | None) -> int:
     if spec_path is None:
         runner.argparser.error("--spec is required")
     spec = MeasureSpec.from_json(Path(spec_path).read_text())
+    InterferenceHook.workers = spec.workers
     pyperf_worker = spec.processes > 0 and "--worker" in argv
     if pyperf_worker:  # spawned by pyperf's manager: time the one phase it asks for
         runner.parse_args(argv)

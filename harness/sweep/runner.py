@@ -104,12 +104,13 @@ import sys
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from harness.model.args import positive_int
 from harness.model.threads import OversubscriptionWarning, thread_env, usable_cores
+from harness.sweep.interference import run_interference
 from harness.sweep.measure import (
     MeasureSpec,
     benchmark_name,
@@ -132,6 +133,7 @@ from harness.sweep.processes import (
 )
 from harness.sweep.results import (
     COLUMNS,
+    CONFIGS_DIR,
     META_FILE,
     PARQUET_FILE,
     PHASES,
@@ -142,6 +144,12 @@ from harness.sweep.results import (
     as_table,
     load_meta,
     load_table,
+)
+from harness.sweep.rounds import (
+    DECIDING_PHASE,
+    ProcessRecord,
+    decide,
+    process_disturbance,
 )
 
 HELP = (
@@ -223,7 +231,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="N",
         help="timed values per phase and process (each value of the "
-        "iteration phase is one EM iteration; default 3 quick/default, "
+        "iteration phase is one EM iteration; default 2 quick/default, "
         "5 rigorous)",
     )
     protocol = parser.add_mutually_exclusive_group()
@@ -245,6 +253,23 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="continue the run in --out (default: the latest under "
         "results/): configurations already ok are kept, the rest run",
+    )
+    parser.add_argument(
+        "--rounds",
+        default=None,
+        metavar="MIN[,MAX]",
+        help="fresh processes per configuration: at least MIN undisturbed ones, and up "
+        "to MAX attempts while the CI of the median is wider than +-3%% or a process "
+        "was disturbed (default 2,3 quick, 3,6 default, 3,8 rigorous; MAX defaults "
+        "to 2 x MIN)",
+    )
+    parser.add_argument(
+        "--sweep-budget",
+        type=_budget,
+        default=None,
+        metavar="SECONDS",
+        help="no extra round (beyond MIN) starts once the sweep has run this long "
+        "(default 150 quick, 600 default, 3600 rigorous; 'inf' for none)",
     )
     parser.add_argument(
         "--time-budget",
@@ -293,17 +318,20 @@ class SweepRunner:
         self.meta: dict[str, Any] = {}
         self._inputs: dict[tuple[str, int], tuple[str, str]] = {}
         self._benchmarks: dict[str, list[Any]] = {}  # config_id -> its pyperf benchmarks
+        self.states: dict[str, _State] = {}
+        self._started = time.monotonic()
+        self._pending: tuple[MeasureSpec, dict, Path] | None = None
         self._parquet_warned = False
         self.counts = {"ok": 0, "skipped": 0, "failed": 0, "kept": 0}
 
     # -- folder --
 
-    def _open_folder(self) -> set[str]:
-        """Create or reopen the folder; returns the configurations already done."""
+    def _open_folder(self) -> None:
+        """Create or reopen the folder; a resumed folder's rows are read into ``rows``."""
         (self.run_dir / PYPERF_DIR).mkdir(parents=True, exist_ok=True)
+        (self.run_dir / CONFIGS_DIR).mkdir(parents=True, exist_ok=True)
         shutil.rmtree(self.work_dir, ignore_errors=True)  # leftovers of an interrupted run
         self.metadata = collect_metadata()
-        done: set[str] = set()
         session = {
             "started": now_iso(),
             "git_commit": self.metadata["git_commit"],
@@ -318,13 +346,13 @@ class SweepRunner:
                     {key: _plain(value) for key, value in row.items()}
                     for row in table.to_dict("records")
                 ]
-            done = self._finished_configurations()
-            self._learn_from_rows(done)
-            # A pyperf file without its rows is from a configuration cut short between
-            # the two writes: it is measured again, so its old file goes.
-            for path in (self.run_dir / PYPERF_DIR).glob("*.json"):
-                if path.stem not in done:
-                    path.unlink()
+            kept = self._consistent_configurations()
+            self._learn_from_rows(kept)
+            # Files of configurations measured again (or cut short between two writes) go.
+            for directory in (PYPERF_DIR, CONFIGS_DIR):
+                for path in (self.run_dir / directory).glob("*.json"):
+                    if path.stem not in kept:
+                        path.unlink()
             self._write_table()
             self._write_suite()
             self.meta.setdefault("sessions", []).append(session)
@@ -340,7 +368,6 @@ class SweepRunner:
         self.meta.update(self._describe_environment())
         self.meta["status"] = "running"
         self._write_meta()
-        return done
 
     def _describe_environment(self) -> dict[str, Any]:
         import strategies
@@ -388,22 +415,44 @@ class SweepRunner:
             },
         }
 
-    def _finished_configurations(self) -> set[str]:
-        statuses: dict[str, set[str]] = {}
-        for row in self.rows:
-            statuses.setdefault(str(row.get("config_id")), set()).add(str(row.get("status")))
-        return {
-            cid
-            for cid, seen in statuses.items()
-            if seen == {"ok"} and (self.run_dir / PYPERF_DIR / f"{cid}.json").is_file()
-        }
+    def _consistent_configurations(self) -> set[str]:
+        """Configurations of a resumed table kept as they are (``ok``, files whole).
 
-    def _learn_from_rows(self, done: set[str]) -> None:
+        An ``ok`` configuration is kept (finished or still sampling) when its pyperf file
+        holds one run per process in the table; anything else (skipped, failed, cut
+        short between two writes) is measured again from its first process.
+        """
+        import pyperf
+
+        statuses: dict[str, set[str]] = {}
+        processes: dict[str, set[int]] = {}
+        for row in self.rows:
+            cid = str(row.get("config_id"))
+            statuses.setdefault(cid, set()).add(str(row.get("status")))
+            if row.get("phase") == DECIDING_PHASE:
+                processes.setdefault(cid, set()).add(int(row["process"]))
+        kept = set()
+        for cid, seen in statuses.items():
+            path = self.run_dir / PYPERF_DIR / f"{cid}.json"
+            if seen != {"ok"} or not path.is_file():
+                continue
+            try:
+                bench = pyperf.BenchmarkSuite.load(str(path)).get_benchmark(
+                    benchmark_name(cid, DECIDING_PHASE)
+                )
+            except Exception:  # unreadable or incomplete: measured again
+                continue
+            runs = [run for run in bench.get_runs() if run.values]
+            if len(runs) == len(processes.get(cid, ())):
+                kept.add(cid)
+        return kept
+
+    def _learn_from_rows(self, kept: set[str]) -> None:
         by_config: dict[str, list[float]] = {}
         keys: dict[str, tuple[str, str, int, int]] = {}
         for row in self.rows:
             cid = str(row.get("config_id"))
-            if cid in done and row.get("phase") == "iteration":
+            if cid in kept and row.get("phase") == "iteration":
                 by_config.setdefault(cid, []).append(float(row["seconds"]))
                 keys[cid] = (
                     str(row["workload"]),
@@ -415,9 +464,20 @@ class SweepRunner:
             workload, strategy, workers, n = keys[cid]
             self.estimator.add(workload, strategy, workers, n, _median(seconds))
         # Configurations to run again lose their old rows now; new ones replace them.
-        self.rows = [row for row in self.rows if str(row.get("config_id")) in done]
+        self.rows = [row for row in self.rows if str(row.get("config_id")) in kept]
+
+    def _count(self) -> None:
+        """Configurations by status: this session's, and those kept from before."""
+        counts = dict.fromkeys(("ok", "skipped", "failed", "kept"), 0)
+        for state in self.states.values():
+            if state.kept:
+                counts["kept"] += 1
+            elif state.status in counts:
+                counts[state.status] += 1
+        self.counts = counts
 
     def _write_meta(self) -> None:
+        self._count()
         self.meta["updated"] = now_iso()
         self.meta["configurations"] = dict(self.counts)
         text = json.dumps(self.meta, indent=1, default=str, allow_nan=True)
@@ -483,49 +543,55 @@ class SweepRunner:
                 OversubscriptionWarning,
                 stacklevel=2,
             )
-        done = self._open_folder()
-        self.counts["kept"] = sum(1 for c in configurations if c.config_id in done)
+        self._open_folder()
+        self.states = states = {c.config_id: self._restore(c) for c in configurations}
+        self._count()
         print(
             f"run {sweep.run_id}: {len(configurations)} configurations "
             f"({self.counts['kept']} already done), {sweep.protocol.mode} protocol, "
-            f"time budget {sweep.time_budget:g} s per configuration -> {self.run_dir}",
+            f"{sweep.min_processes}-{sweep.max_processes} processes per configuration, "
+            f"time budget {sweep.time_budget:g} s per configuration and "
+            f"{sweep.sweep_budget:g} s for extra rounds -> {self.run_dir}",
             flush=True,
         )
-        started = time.monotonic()
-        # The bar (with its ETA) on a terminal; in logs, the numbered summary lines.
+        self._started = started = time.monotonic()
+        # The bar counts processes: the mandatory ones up front, extra ones as they come.
         bar = tqdm(
-            total=len(configurations),
-            unit="config",
+            total=sum(self._expected_processes(state) for state in states.values()),
+            unit="process",
             dynamic_ncols=True,
             file=sys.stderr,
             smoothing=0.1,
             disable=None,
         )
-        width = len(str(len(configurations)))
         try:
-            for position, configuration in enumerate(configurations, start=1):
-                cid = configuration.config_id
-                bar.set_description_str(
-                    f"{configuration.workload} n={configuration.n:,} "
-                    f"{configuration.strategy} w{configuration.workers}"
-                )
-                if cid in done:
+            round_index = 0
+            while True:
+                pending = [c for c in configurations if states[c.config_id].wants_process]
+                if not pending:
+                    break
+                round_index += 1
+                for position, configuration in enumerate(pending, start=1):
+                    state = states[configuration.config_id]
+                    expected = self._expected_processes(state)
+                    if state.attempts >= self.sweep.min_processes and not self._budget_allows(
+                        state
+                    ):
+                        self._stop_for_budget(state)
+                        bar.total -= 1
+                        bar.refresh()
+                        continue
+                    bar.set_description_str(f"round {round_index}: {state.label}")
+                    if state.why_more:
+                        tqdm.write(f"    re-measuring {state.label}: {state.why_more}")
+                    summary = self._next_process(state)
+                    bar.total += self._expected_processes(state) - expected + 1
                     bar.update(1)
-                    continue
-                rows, summary = self._run_configuration(configuration)
-                with interrupts_deferred():
-                    self.rows = [row for row in self.rows if row["config_id"] != cid] + rows
-                    status = rows[0]["status"]
-                    self.counts[status] += 1
-                    self._write_table()
-                    if status == "ok":
-                        self._write_suite()
-                    self._write_meta()
-                bar.update(1)
-                tqdm.write(
-                    f"[{position:>{width}}/{len(configurations)}] {summary}", file=sys.stdout
-                )
-                sys.stdout.flush()
+                    tqdm.write(
+                        f"[round {round_index} {position}/{len(pending)}] {summary}",
+                        file=sys.stdout,
+                    )
+                    sys.stdout.flush()
         except KeyboardInterrupt:
             bar.close()
             self._finish("interrupted", started)
@@ -533,14 +599,40 @@ class SweepRunner:
         bar.close()
         self._finish("complete", started)
         counts = self.counts
+        disturbed = sum(1 for state in states.values() if state.disturbed)
         print(
             f"done in {time.monotonic() - started:.0f} s: {counts['ok']} ok, "
             f"{counts['skipped']} skipped, {counts['failed']} failed"
             + (f", {counts['kept']} kept from before" if counts["kept"] else "")
+            + (f"; {disturbed} flagged disturbed" if disturbed else "")
             + f" -> {self.run_dir}",
             flush=True,
         )
         return 0
+
+    def _expected_processes(self, state: _State) -> int:
+        """Processes still to come for ``state`` as far as is known now (for the bar)."""
+        if state.finished or state.status in ("skipped", "failed"):
+            return 0
+        if state.configuration.skip_reason:
+            return 1
+        return max(self.sweep.min_processes - state.good, 1)
+
+    def _budget_allows(self, state: _State) -> bool:
+        """An extra process fits the sweep budget (its last process's time from now)."""
+        elapsed = time.monotonic() - self._started
+        return elapsed + state.last_seconds <= self.sweep.sweep_budget
+
+    def _stop_for_budget(self, state: _State) -> None:
+        self._decide(state, budget_left=False)
+        from tqdm import tqdm
+
+        tqdm.write(f"    {state.label}: stopped, {state.stopped}" + _disturbed_note(state))
+        with interrupts_deferred():
+            self._stamp(state)
+            self._write_table()
+            self._write_config(state)
+            self._write_meta()
 
     def _finish(self, status: str, started: float) -> None:
         shutil.rmtree(self.work_dir, ignore_errors=True)
@@ -553,44 +645,122 @@ class SweepRunner:
             self._write_meta()
 
     def _inputs_for(self, workload: str, n: int) -> tuple[str, str]:
+        # Every size stays on disk until the sweep ends: rounds come back to each size.
         key = (workload, n)
         if key not in self._inputs:
-            # One workload size at a time on disk: the sweep runs sizes in order.
-            for old in list(self._inputs):
-                for path in self._inputs.pop(old):
-                    with contextlib.suppress(OSError):
-                        os.unlink(path)
             self._inputs[key] = save_inputs(
                 workload, n, self.sweep.protocol.seed, self.work_dir / "inputs"
             )
         return self._inputs[key]
 
-    def _run_configuration(self, configuration: Configuration) -> tuple[list[dict], str]:
-        """Measure (or skip) one configuration; returns its rows and a summary line."""
-        sweep = self.sweep
-        label = (
-            f"{configuration.workload} n={configuration.n:,} {configuration.strategy} "
-            f"w{configuration.workers}"
-        )
-        if configuration.skip_reason:
-            return (
-                [self._row(configuration, status="skipped", error=configuration.skip_reason)],
-                f"{label}: skipped ({configuration.skip_reason})",
-            )
-        protocol = sweep.protocol
-        spec = MeasureSpec(
-            workload=configuration.workload,
-            n=configuration.n,
-            strategy=configuration.strategy,
-            workers=configuration.workers,
+    # -- one configuration's processes --
+
+    def _restore(self, configuration: Configuration) -> _State:
+        """A configuration's state: fresh, or rebuilt from a resumed run's rows."""
+        state = _State(configuration)
+        rows = [row for row in self.rows if row["config_id"] == configuration.config_id]
+        if not rows:
+            return state
+        state.status, state.restored = "ok", True
+        stored = str(rows[0].get("stopped") or "")
+        state.loops = self._loops_of(configuration.config_id)
+        first = min(rows, key=lambda row: int(row["process"]))
+        state.check = {
+            "final_loglik": first.get("final_loglik"),
+            "iterations_checked": first.get("iterations_checked"),
+        }
+        self._decide(state)
+        if stored:  # decided in an earlier session (maybe by its budget): kept as it was
+            state.stopped, state.why_more = stored, ""
+            state.disturbed = bool(rows[0].get("disturbed"))
+            state.reason = str(rows[0].get("disturbed_reason") or "")
+            attempts = rows[0].get("attempts")
+            if isinstance(attempts, (int, float)) and math.isfinite(attempts):
+                state.attempts_failed = max(int(attempts) - state.attempts, 0)
+        state.kept = bool(state.stopped)  # still sampling: counted when it finishes
+        return state
+
+    def _loops_of(self, cid: str) -> dict[str, int] | None:
+        if self.sweep.protocol.processes:
+            return None
+        loops = {}
+        for bench in self._pyperf_benchmarks(cid):
+            phase = bench.get_name().rsplit("/", 1)[-1]
+            runs = [run for run in bench.get_runs() if run.values]
+            if runs:
+                loops[phase] = int(runs[0].get_metadata()["loops"])
+        return loops
+
+    def _spec(self, state: _State) -> MeasureSpec:
+        sweep, protocol = self.sweep, self.sweep.protocol
+        later = state.status == "ok"
+        return MeasureSpec(
+            workload=state.configuration.workload,
+            n=state.configuration.n,
+            strategy=state.configuration.strategy,
+            workers=state.configuration.workers,
             seed=protocol.seed,
             warmups=protocol.warmups,
             values=protocol.values,
             processes=protocol.processes,
             min_time=protocol.min_time,
-            check_iterations=protocol.check_iterations,
+            # a later process's check is only a warm-up: the first one checked the result
+            check_iterations=1 if later else protocol.check_iterations,
             time_budget=sweep.time_budget if math.isfinite(sweep.time_budget) else None,
+            loops=state.loops if later else None,
+            process=state.attempts,
         )
+
+    def _next_process(self, state: _State) -> str:
+        """Measure one more process of a configuration; returns the summary line."""
+        configuration, label = state.configuration, state.label
+        if state.status is None:
+            outcome = self._first_process(state)
+            if outcome is not None:  # skipped or failed: the configuration is done
+                status, rows, reason = outcome
+                state.status = status
+                with interrupts_deferred():
+                    self._replace_rows(configuration.config_id, rows)
+                    self._write_table()
+                    self._write_meta()
+                word = "skipped" if status == "skipped" else "FAILED"
+                return f"{label}: {word} ({reason})"
+            return self._finish_process(state)
+        spec = replace(self._spec(state), **self._input_files(configuration))
+        began = time.monotonic()
+        result, pyperf_file = self._measure(spec, state.last_seconds or None)
+        state.last_seconds = time.monotonic() - began
+        state.results.append(_process_report(spec, result, state.last_seconds))
+        if result.get("status") != "ok":
+            # A later process that fails stops the sampling; what was measured stays.
+            error = result.get("error") or "no result"
+            state.attempts_failed += 1
+            self._decide(state, budget_left=False)
+            state.stopped = f"process {spec.process} failed: {error}"
+            with interrupts_deferred():
+                self._stamp(state)
+                self._write_table()
+                self._write_config(state)
+                self._write_meta()
+            return f"{label}: process {spec.process} FAILED ({error}); sampling stopped"
+        self._pending = (spec, result, pyperf_file)
+        return self._finish_process(state)
+
+    def _input_files(self, configuration: Configuration) -> dict[str, str]:
+        data_file, init_file = self._inputs_for(configuration.workload, configuration.n)
+        return {"data_file": data_file, "init_file": init_file}
+
+    def _first_process(self, state: _State) -> tuple[str, list[dict], str] | None:
+        """The configuration's first process, with the budget decisions; None when ok.
+
+        Returns ``(status, rows, reason)`` for a configuration skipped or failed.
+        """
+        configuration = state.configuration
+        sweep = self.sweep
+        if configuration.skip_reason:
+            reason = configuration.skip_reason
+            return "skipped", [self._row(configuration, status="skipped", error=reason)], reason
+        spec = self._spec(state)
         known = self.estimator.iteration_seconds(configuration)
         estimate = None
         if known is not None:
@@ -600,17 +770,15 @@ class SweepRunner:
                 reason = (
                     f"estimated {estimate:.0f} s > time budget {sweep.time_budget:g} s ({source})"
                 )
-                return (
-                    [self._row(configuration, status="skipped", error=reason)],
-                    f"{label}: skipped ({reason})",
-                )
+                return "skipped", [self._row(configuration, status="skipped", error=reason)], reason
         if spec.time_budget is not None and (estimate is None or estimate > spec.time_budget):
             # Nothing to extrapolate from, or an extrapolation too uncertain to skip on:
             # let the first check iteration at the real size decide.
             spec = replace(spec, probe=True)
-        data_file, init_file = self._inputs_for(configuration.workload, configuration.n)
-        spec = replace(spec, data_file=data_file, init_file=init_file)
+        spec = replace(spec, **self._input_files(configuration))
+        began = time.monotonic()
         result, pyperf_file = self._measure(spec, estimate)
+        state.last_seconds = time.monotonic() - began
         status = result.get("status", "failed")
         if status == "skipped":
             # The probe's iteration time (a lower bound when it overran) estimates the
@@ -623,31 +791,156 @@ class SweepRunner:
                 _float(result.get("probe_iteration_seconds")),
                 lower_bound=bool(result.get("probe_overran")),
             )
-            return (
-                [self._row(configuration, status="skipped", error=result["error"], result=result)],
-                f"{label}: skipped ({result['error']})",
-            )
+            row = self._row(configuration, status="skipped", error=result["error"], result=result)
+            return "skipped", [row], result["error"]
         if status != "ok":
-            return (
-                [self._row(configuration, status="failed", error=result["error"], result=result)],
-                f"{label}: FAILED ({result['error']})",
+            row = self._row(configuration, status="failed", error=result["error"], result=result)
+            return "failed", [row], result["error"]
+        state.status = "ok"
+        state.check = {
+            "final_loglik": _float(result.get("final_loglik")),
+            "iterations_checked": result.get("iterations_checked"),
+        }
+        state.results.append(_process_report(spec, result, state.last_seconds))
+        self._pending = (spec, result, pyperf_file)
+        return None
+
+    def _finish_process(self, state: _State) -> str:
+        """Install the pending process's values, decide, and write everything."""
+        spec, result, pyperf_file = self._pending
+        configuration = state.configuration
+        cid = configuration.config_id
+        rows, medians, suite = self._process_rows(configuration, spec, result, pyperf_file)
+        if state.loops is None and not self.sweep.protocol.processes:
+            state.loops = {
+                bench.get_name().rsplit("/", 1)[-1]: int(
+                    next(run for run in bench.get_runs() if run.values).get_metadata()["loops"]
+                )
+                for bench in suite.get_benchmarks()
+            }
+        if spec.process == 0:
+            self.estimator.add(
+                configuration.workload,
+                configuration.strategy,
+                configuration.workers,
+                configuration.n,
+                medians["iteration"],
             )
-        rows, medians = self._install_pyperf(configuration, result, pyperf_file)
-        self.estimator.add(
-            configuration.workload,
-            configuration.strategy,
-            configuration.workers,
-            configuration.n,
-            medians["iteration"],
-        )
-        summary_note = _thread_note(configuration, result.get("env_blas_threads"))
+        with interrupts_deferred():
+            self._merge_pyperf(cid, suite)  # first: a table row never lacks its pyperf run
+            self.rows.extend(rows)
+            self._decide(state)
+            self._stamp(state)
+            self._write_table()
+            self._write_config(state)
+            self._write_suite()
+            self._write_meta()
+        with contextlib.suppress(OSError):
+            os.unlink(pyperf_file)
+        note = _thread_note(configuration, result.get("env_blas_threads"))
         fused = " (fused)" if result.get("used_fused") else ""
-        return rows, (
-            f"{label}: iteration {_format_seconds(medians['iteration'])}{fused} "
-            f"median, e_step {_format_seconds(medians['e_step'])}, m_step "
-            f"{_format_seconds(medians['m_step'])}, prepare "
-            f"{_format_seconds(medians['prepare'])}{summary_note}"
+        foreign = [row["foreign_cpu"] for row in rows if math.isfinite(row["foreign_cpu"])]
+        record = state.records[-1] if state.records else None
+        disturbance = f"; disturbed: {record.disturbance}" if record and record.disturbance else ""
+        progress = (
+            f"; stopped ({state.stopped}){_disturbed_note(state)}"
+            if state.stopped
+            else f"; CI +-{state.half_width:.1%}"
+            if math.isfinite(state.half_width)
+            else ""
         )
+        return (
+            f"{state.label} p{spec.process}: iteration {_format_seconds(medians['iteration'])}"
+            f"{fused} median, e_step {_format_seconds(medians['e_step'])}, m_step "
+            f"{_format_seconds(medians['m_step'])}, prepare "
+            f"{_format_seconds(medians['prepare'])}, foreign CPU "
+            f"{(_median(foreign) if foreign else math.nan):.0%}{disturbance}{progress}{note}"
+        )
+
+    def _decide(self, state: _State, *, budget_left: bool = True) -> None:
+        """Apply the stopping rule to the configuration's rows; update ``state``."""
+        cid = state.configuration.config_id
+        per_process: dict[int, dict[str, list[float]]] = {}
+        group = max(self.sweep.protocol.processes, 1)  # pyperf workers of one attempt
+        for row in self.rows:
+            if row["config_id"] != cid or row["status"] != "ok":
+                continue
+            entry = per_process.setdefault(int(row["process"]) // group, {"it": [], "fc": []})
+            entry["fc"].append(float(row["foreign_cpu"]))
+            if row["phase"] == DECIDING_PHASE:
+                entry["it"].append(float(row["seconds"]))
+        state.records = [
+            ProcessRecord(
+                index, _median(entry["it"]), process_disturbance(entry["it"], entry["fc"])
+            )
+            for index, entry in sorted(per_process.items())
+        ]
+        decision = decide(
+            state.records,
+            min_processes=self.sweep.min_processes,
+            max_processes=self.sweep.max_processes,
+            budget_left=budget_left,
+        )
+        state.stopped, state.disturbed = decision.stopped, decision.disturbed
+        state.reason, state.why_more = decision.reason, decision.why_more
+        state.half_width = decision.half_width
+
+    def _stamp(self, state: _State) -> None:
+        """Write the configuration-level columns (and process flags) into its rows."""
+        cid = state.configuration.config_id
+        group = max(self.sweep.protocol.processes, 1)
+        flagged = {record.index for record in state.records if record.disturbance}
+        for row in self.rows:
+            if row["config_id"] != cid:
+                continue
+            row.update(
+                attempts=state.attempts + state.attempts_failed,
+                disturbed=state.disturbed,
+                disturbed_reason=state.reason,
+                stopped=state.stopped,
+                process_disturbed=int(row["process"]) // group in flagged,
+                final_loglik=_float(state.check.get("final_loglik")),
+                iterations_checked=state.check.get("iterations_checked"),
+            )
+
+    def _replace_rows(self, cid: str, rows: list[dict]) -> None:
+        self.rows = [row for row in self.rows if row["config_id"] != cid] + rows
+
+    def _write_config(self, state: _State) -> None:
+        """``configs/<config_id>.json``: every process's report, and the decision."""
+        cid = state.configuration.config_id
+        path = self.run_dir / CONFIGS_DIR / f"{cid}.json"
+        previous: list[dict] = []
+        if state.restored and path.is_file() and not state.results_loaded:
+            with contextlib.suppress(OSError, ValueError):
+                previous = list(json.loads(path.read_text()).get("processes") or [])
+            state.results[:0] = previous
+            state.results_loaded = True
+        payload = {
+            "config_id": cid,
+            "attempts": state.attempts + state.attempts_failed,
+            "stopped": state.stopped,
+            "disturbed": state.disturbed,
+            "disturbed_reason": state.reason,
+            "ci_half_width": state.half_width if math.isfinite(state.half_width) else None,
+            "processes": state.results,
+        }
+        text = json.dumps(payload, indent=1, default=str, allow_nan=True)
+        _write_atomic(path, lambda target: target.write_text(text))
+
+    def _merge_pyperf(self, cid: str, suite: Any) -> None:
+        """Add one process's runs to the configuration's pyperf file."""
+        import pyperf
+
+        target = self.run_dir / PYPERF_DIR / f"{cid}.json"
+        if target.is_file():
+            merged = pyperf.BenchmarkSuite.load(str(target))
+            for bench in suite.get_benchmarks():
+                merged.add_runs(bench)
+        else:
+            merged = suite
+        _write_atomic(target, lambda path: merged.dump(str(path), replace=True))
+        self._benchmarks[cid] = merged.get_benchmarks()
 
     def _timeout(self, estimate: float | None) -> float:
         budget = self.sweep.time_budget
@@ -702,33 +995,35 @@ class SweepRunner:
         with contextlib.suppress(OSError):
             shutil.copyfile(log_file, logs / f"{cid}.log")
 
-    def _install_pyperf(
-        self, configuration: Configuration, result: dict, pyperf_file: Path
-    ) -> tuple[list[dict], dict[str, float]]:
-        """Move the configuration's pyperf file into place; rows from its values."""
+    def _process_rows(
+        self, configuration: Configuration, spec: MeasureSpec, result: dict, pyperf_file: Path
+    ) -> tuple[list[dict], dict[str, float], Any]:
+        """Rows of one process's values (with their interference), medians, its suite."""
         import pyperf
 
-        target = self.run_dir / PYPERF_DIR / f"{configuration.config_id}.json"
         suite = pyperf.BenchmarkSuite.load(str(pyperf_file))
+        group = max(spec.processes, 1)
         rows, medians = [], {}
         for phase in PHASES:
             bench = suite.get_benchmark(benchmark_name(configuration.config_id, phase))
-            values = bench.get_values()
-            medians[phase] = _median(values)
-            for index, seconds in enumerate(values):
-                rows.append(
-                    self._row(
-                        configuration,
-                        status="ok",
-                        result=result,
-                        phase=phase,
-                        seconds=seconds,
-                        value_index=index,
+            medians[phase] = _median(bench.get_values())
+            runs = [run for run in bench.get_runs() if run.values]
+            for worker, run in enumerate(runs):
+                shares = run_interference(run.get_metadata(), len(run.values))
+                for index, seconds in enumerate(run.values):
+                    rows.append(
+                        self._row(
+                            configuration,
+                            status="ok",
+                            result=result,
+                            phase=phase,
+                            seconds=seconds,
+                            value_index=index,
+                            process=spec.process * group + worker,
+                            interference=shares[index],
+                        )
                     )
-                )
-        os.replace(pyperf_file, target)
-        self._benchmarks[configuration.config_id] = suite.get_benchmarks()
-        return rows, medians
+        return rows, medians, suite
 
     def _row(
         self,
@@ -740,8 +1035,11 @@ class SweepRunner:
         phase: str = "",
         seconds: float = math.nan,
         value_index: int | None = None,
+        process: int | None = None,
+        interference: dict[str, float] | None = None,
     ) -> dict[str, Any]:
         result = result or {}
+        interference = interference or {}
         info = result.get("runtime_info") or {}
         row: dict[str, Any] = dict.fromkeys(COLUMNS, math.nan)
         row.update(
@@ -755,9 +1053,17 @@ class SweepRunner:
             phase=phase,
             seconds=float(seconds),
             value_index=value_index,
+            process=process,
+            foreign_cpu=_float(interference.get("foreign_cpu")),
+            tree_cpu=_float(interference.get("tree_cpu")),
+            process_disturbed=False if status == "ok" else None,
             status=status,
             error=error,
             config_id=configuration.config_id,
+            attempts=1 if status == "failed" else 0 if status == "skipped" else None,
+            disturbed=False,
+            disturbed_reason="",
+            stopped="",
             oversubscribed=configuration.oversubscribed,
             start_method=str(info.get("start_method") or ""),
             run_id=self.sweep.run_id,
@@ -772,6 +1078,8 @@ class SweepRunner:
                 omp_threads=_first_int(info, ("omp_threads", "openmp_threads"))
                 or result.get("omp_threads"),
                 used_fused=bool(result.get("used_fused")),
+                kernel=str(result.get("kernel") or ""),
+                inline=bool(result.get("inline")),
                 bytes_to_workers=_float(info.get("bytes_to_workers")),
                 bytes_from_workers=_float(info.get("bytes_from_workers")),
                 peak_pss_bytes=_float(result.get("peak_pss_bytes")),
@@ -779,6 +1087,59 @@ class SweepRunner:
                 iterations_checked=result.get("iterations_checked"),
             )
         return row
+
+
+@dataclass
+class _State:
+    """Where one configuration stands in the sweep's rounds."""
+
+    configuration: Configuration
+    status: str | None = None  # None until its first process; then ok / skipped / failed
+    records: list[ProcessRecord] = field(default_factory=list)
+    stopped: str = ""  # why sampling stopped; "" while it goes on
+    disturbed: bool = False
+    reason: str = ""
+    why_more: str = ""
+    half_width: float = math.inf
+    loops: dict[str, int] | None = None
+    check: dict[str, Any] = field(default_factory=dict)
+    last_seconds: float = 0.0  # wall time of its latest process
+    attempts_failed: int = 0
+    results: list[dict[str, Any]] = field(default_factory=list)  # configs/<id>.json
+    kept: bool = False  # finished in an earlier session
+    restored: bool = False  # had rows when the sweep (re)started
+    results_loaded: bool = False
+
+    @property
+    def label(self) -> str:
+        c = self.configuration
+        return f"{c.workload} n={c.n:,} {c.strategy} w{c.workers}"
+
+    @property
+    def attempts(self) -> int:
+        return len(self.records)
+
+    @property
+    def good(self) -> int:
+        return sum(1 for record in self.records if not record.disturbance)
+
+    @property
+    def wants_process(self) -> bool:
+        return self.status is None or (self.status == "ok" and not self.stopped)
+
+    @property
+    def finished(self) -> bool:
+        return not self.wants_process
+
+
+def _process_report(spec: MeasureSpec, result: dict[str, Any], seconds: float) -> dict[str, Any]:
+    """One process's entry of ``configs/<config_id>.json``."""
+    described = {k: v for k, v in asdict(spec).items() if k not in ("data_file", "init_file")}
+    return {"process": spec.process, "spec": described, "wall_seconds": seconds, **result}
+
+
+def _disturbed_note(state: _State) -> str:
+    return f"; DISTURBED: {state.reason}" if state.disturbed else ""
 
 
 def _thread_note(configuration: Configuration, started_with: int | None) -> str:
