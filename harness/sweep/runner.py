@@ -662,7 +662,7 @@ class SweepRunner:
         if not rows:
             return state
         state.status, state.restored = "ok", True
-        stored = str(rows[0].get("stopped") or "")
+        stored = _text(rows[0].get("stopped"))
         state.loops = self._loops_of(configuration.config_id)
         first = min(rows, key=lambda row: int(row["process"]))
         state.check = {
@@ -673,7 +673,7 @@ class SweepRunner:
         if stored:  # decided in an earlier session (maybe by its budget): kept as it was
             state.stopped, state.why_more = stored, ""
             state.disturbed = bool(rows[0].get("disturbed"))
-            state.reason = str(rows[0].get("disturbed_reason") or "")
+            state.reason = _text(rows[0].get("disturbed_reason"))
             attempts = rows[0].get("attempts")
             if isinstance(attempts, (int, float)) and math.isfinite(attempts):
                 state.attempts_failed = max(int(attempts) - state.attempts, 0)
@@ -1187,6 +1187,13 @@ def _median(values: Sequence[float]) -> float:
         return math.nan
     middle = len(ordered) // 2
     return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def _text(value: Any) -> str:
+    """A text cell as read back from CSV (empty cells come back as NaN)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return str(value)
 
 
 def _plain(value: Any) -> Any:
