@@ -188,8 +188,10 @@ def decide(
     if settled:
         return Decision(False, "converged", False, "", "", width)
     if len(good) < min_processes:
-        last = records[-1].disturbance if records else ""
-        why = f"re-measure: {last}" if last else "more processes"
+        # "" for a process the protocol asks for anyway (the progress bar says nothing)
+        disturbances = [record.disturbance for record in records if record.disturbance]
+        replacing = bool(records and records[-1].disturbance) or attempts >= min_processes
+        why = f"re-measure: {disturbances[-1]}" if replacing and disturbances else ""
     else:
         why = f"CI of the median +-{width:.1%} > +-{CI_TARGET:.0%}"
     if attempts < max_processes and budget_left:
