@@ -53,11 +53,25 @@ pool start per process that would triple a sweep on two cores, for macro-benchma
 whose run-to-run spread is dominated by other things than hash seeds and address
 layout. The quick and default sweeps use this mode.
 
+A later process of the same configuration (``spec.loops`` given) skips the
+calibration: it takes the first process's loop count and one warm-up value, so every
+process's values are sums of the same number of calls.
+
 ``P >= 1``: *pyperf worker processes*. This process is pyperf's manager: it spawns
 ``P`` worker processes per phase (plus pyperf's calibration process), each a fresh
 ``python -m harness.sweep.measure --worker ...`` that rebuilds the data and the strategy
 before pyperf times it. The thread variables and the fault hooks below reach the
 workers through ``--inherit-environ``. ``--rigorous`` uses this mode.
+
+Interference
+------------
+In both modes pyperf runs the hook of :mod:`harness.sweep.interference`
+(``--hook gmm-interference``) around every value: it reads the machine's and the
+measured tree's CPU counters just before and just after each call of the timed
+function, outside the function's own clock, and leaves ``foreign_cpu`` and
+``tree_cpu`` per value in the pyperf run's metadata, where the runner reads them. In
+the rigorous mode the hook runs inside each pyperf worker process, so every worker's
+values carry their own interference.
 
 Test-only fault hooks
 ---------------------

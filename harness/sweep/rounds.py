@@ -196,7 +196,11 @@ def decide(
         why = f"CI of the median +-{width:.1%} > +-{CI_TARGET:.0%}"
     if attempts < max_processes and budget_left:
         return Decision(True, "", False, "", why, width)
-    stopped = "time budget used" if attempts < max_processes else f"{attempts} attempts"
+    stopped = (
+        "time budget used"
+        if attempts < max_processes
+        else f"{attempts} attempt{'' if attempts == 1 else 's'}"
+    )
     if len(good) < min_processes:
         reasons = [record.disturbance for record in records if record.disturbance]
         reason = (

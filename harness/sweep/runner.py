@@ -5,6 +5,7 @@
     python -m harness run [--workloads W ...] [--sizes N1,N2,...] [--workers 1,2]
                           [--strategies a,b,...] [--iterations N] [--quick | --rigorous]
                           [--out results/<run-id>] [--resume] [--time-budget SECONDS]
+                          [--rounds MIN[,MAX]] [--sweep-budget SECONDS]
 
 A *configuration* is one ``(workload, n, strategy, workers)``. Each runs in a fresh
 process (:mod:`harness.sweep.measure`) started in a process group of its own, with
@@ -12,7 +13,8 @@ process (:mod:`harness.sweep.measure`) started in a process group of its own, wi
 count before any numeric library loads; the process reads the thread pools back
 with threadpoolctl and reports what it saw. Results go to ``results/<run-id>/`` in the
 layout of :mod:`harness.sweep.results` (``meta.json``, ``results.csv`` and
-``results.parquet``, ``pyperf/<config-id>.json`` and the merged ``pyperf.json``).
+``results.parquet``, ``pyperf/<config-id>.json`` and the merged ``pyperf.json``,
+``configs/<config-id>.json`` with every process's report and ``runtime_info``).
 
 This module runs a sweep and keeps its results folder consistent; what to run is
 decided in :mod:`harness.sweep.plan` (options, resume, budget estimates), processes
@@ -30,6 +32,42 @@ Quick is what CI runs (``make bench-ci``): one size per workload, shorter values
 <= 3 minutes on two cores; the default sweep (``make bench``) is every strategy on
 the three workloads at two or three sizes each, workers 1 and 2, <= 15 minutes.
 
+Processes, rounds and interference
+----------------------------------
+Processes are the unit of replication: two processes of one configuration differ far
+more than two values of one process. Every configuration is therefore measured in
+several fresh processes, interleaved in *rounds*: round r starts one process for each
+configuration still sampling, in run order, so a slow spell of the machine falls on
+many strategies alike instead of on all the processes of one. Every value records
+the CPU share other programs took while it was timed (``foreign_cpu``) and the
+measured tree's own use (``tree_cpu``), read by a pyperf hook around each value
+(:mod:`harness.sweep.interference`). After each process the stopping rule of
+:mod:`harness.sweep.rounds` decides: a disturbed process is replaced, a configuration
+whose median is known to +-3% (95% bootstrap CI over its processes) stops, one that
+runs out of attempts (``--rounds MIN,MAX``) or of sweep budget stops as it stands and
+is flagged ``disturbed`` with the reason when its processes were disturbed or its CI
+is too wide for any verdict. The progress bar counts processes and says when a
+configuration is re-measured and why.
+
+How the default sweep stays inside its 15 minutes with three processes per
+configuration instead of one:
+
+* two values per phase and process instead of three (values inside one process
+  agree closely; the information is in the processes), and no separate warm-up:
+  the check iterations and pyperf's calibration calls precede the values in the same
+  process;
+* a configuration's later processes reuse the first process's loop counts (no
+  calibration: one warm-up value instead) and run one check iteration instead of
+  three (the first process's check is the correctness check; later ones only warm
+  up), so a later process costs its start-up and its own values;
+* each workload size is generated once per sweep and kept on disk until the end, so
+  rounds never regenerate data;
+* the measurement process imports only its own strategy's module;
+* extra rounds (beyond MIN) start only while the sweep's wall time is within
+  ``--sweep-budget`` (600 s by default): a configuration gets its next process only
+  if its previous process's duration still fits. The budget is per session: a
+  resumed sweep starts a new one. The mandatory rounds always run.
+
 Decisions a user should know
 ----------------------------
 * **Serial strategies** (class attribute ``parallel`` False: python, scipy,
@@ -41,7 +79,8 @@ Decisions a user should know
 * **Unavailable strategies** (not built here, optional package missing) get one
   ``skipped`` row per configuration with the registry's reason.
 * **Time budget** (``--time-budget``, default per protocol): the estimated seconds
-  of one configuration's timed work (:func:`harness.sweep.measure.configuration_seconds`).
+  of the timed work of one configuration's first process
+  (:func:`harness.sweep.measure.configuration_seconds`).
   The per-iteration time is extrapolated from the same strategy, workload and
   worker count measured at smaller sizes in this run
   (:func:`harness.sweep.measure.iteration_seconds_at`: linear from one size, affine from
@@ -60,21 +99,42 @@ Decisions a user should know
   and recorded ``failed: timed out after N s``. A strategy that
   raises or a process that dies is recorded ``failed`` with its error; the sweep
   goes on. Any process a configuration leaves behind is killed with its group.
+* **joblib at one worker runs inline**: ``joblib-threads`` and ``joblib-processes``
+  at ``workers=1`` follow joblib's own rule for ``n_jobs=1`` and run every task in the
+  calling thread, with no pool. That is what a joblib user gets, so it is what is
+  measured, and its rows say so (``inline`` True, from ``runtime_info``). Their
+  "speedup over one worker" therefore compares a pool with no pool; the verdict
+  side must label it so (or compare the pool against the same kernel's serial
+  strategy, ``cython``), never present it as the pool's own scaling. A real
+  one-worker joblib pool would need joblib's fallback to be overridden through its
+  private backend API, and would measure something no joblib user runs.
 * **Oversubscription**: more workers than usable cores is measured when asked for,
   with a warning, and those rows have ``oversubscribed`` True.
-* **Interruption and resume**: each finished configuration is written at once,
+* **Interruption and resume**: each finished process is written at once,
   atomically (temporary file + ``os.replace``; Ctrl-C is held back while the files
-  are replaced), so Ctrl-C keeps everything finished. ``--resume`` (the latest run,
-  or ``--out DIR``) skips configurations whose status is ``ok`` and runs the others
-  again, ``failed`` and ``skipped`` included: a failure may have been transient and
-  a skip depends on the budget and on what is built, both of which may have
+  are replaced; its pyperf runs are written before its rows), so Ctrl-C keeps every
+  finished process. ``--resume`` (the latest run, or ``--out DIR``) keeps every
+  ``ok`` configuration whose pyperf file holds one run per process in the table;
+  those that had stopped sampling stay as they are, those still sampling get their
+  next process in the first round. Every other configuration runs again from its
+  first process, ``failed`` and ``skipped`` included: a failure may have been
+  transient and a skip depends on the budget and on what is built, both of which may have
   changed. Options not given again are taken from the run's ``meta.json``. A
   folder written by another results schema, or with another timing protocol, is
   refused rather than mixed; another machine or commit is allowed with a warning
   (the rows record what each configuration ran on). SIGTERM stops a sweep as
   Ctrl-C does.
 * **Rows**: an ``ok`` configuration has one row per pyperf value (warm-ups and
-  calibration excluded) of each phase; ``effective_workers``, ``start_method``,
+  calibration excluded) of each phase and process (``process`` 0, 1, ...; in the
+  rigorous mode each pyperf worker process of a round gets its own index, and the
+  stopping rule groups a round's workers as one attempt); ``attempts``,
+  ``disturbed``, ``disturbed_reason`` and ``stopped`` describe the configuration and
+  repeat on its rows; ``process_disturbed`` marks the rows of a process that was
+  replaced (verdicts leave those rows out); ``final_loglik`` and
+  ``iterations_checked`` come from the first process's full check;
+  ``kernel`` names the code path that ran (``runtime_info()["kernel"]`` where the
+  strategy reports one, else derived: ``cython`` for compiled strategies, ``numpy``,
+  ``scipy``, ``sklearn``, ``python``); ``effective_workers``, ``start_method``,
   ``bytes_to_workers``/``bytes_from_workers`` (as the strategy reports them, per
   iteration) come from ``Strategy.runtime_info()`` of the check fit, falling back to
   the requested count for parallel strategies and 1 for serial ones;
