@@ -174,8 +174,10 @@ def load_table(run_dir: str | Path) -> pd.DataFrame:
     missing = [column for column in COLUMNS[:9] if column not in table.columns]
     if missing:
         raise DataFileError(f"{path} lacks the columns {missing}")
-    if "error" in table.columns:
-        table["error"] = table["error"].astype(object).fillna("")
+    # Empty text cells come back from CSV as NaN; the table holds "" (as as_table writes).
+    for column, kind in COLUMN_TYPES.items():
+        if kind == "str" and column in table.columns:
+            table[column] = table[column].astype(object).fillna("")
     return table
 
 
