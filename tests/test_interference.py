@@ -151,6 +151,13 @@ def test_disturbed_processes_are_replaced_and_flagged_when_they_persist() -> Non
     assert persistent.disturbed and "1 of 6 processes undisturbed" in persistent.reason
 
 
+def test_one_process_suffices_when_no_replication_is_asked_for() -> None:
+    quick = decide(_records([1.0]), min_processes=1, max_processes=2)
+    assert not quick.more and quick.stopped == "converged"
+    replace = decide(_records([1.0], disturbed=(0,)), min_processes=1, max_processes=2)
+    assert replace.more and replace.why_more.startswith("re-measure")
+
+
 def test_the_budget_stops_sampling_as_it_stands() -> None:
     stopped = decide(
         _records([1.0, 1.3, 1.15]), min_processes=3, max_processes=6, budget_left=False

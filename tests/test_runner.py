@@ -48,7 +48,7 @@ from harness.sweep.results import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-VALUES = 2  # the quick protocol's values per phase and process
+VALUES = 3  # the quick protocol's values per phase and process
 #: Processes per configuration in these sweeps: exactly two, however busy the machine
 #: (the stopping rule itself is tested in test_interference.py).
 ROUNDS = ("--rounds", "2,2")
@@ -160,7 +160,8 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-@pytest.mark.timeout(120)
+# The tiny sweep measures every configuration twice: 240 s for a loaded shared machine.
+@pytest.mark.timeout(240)
 def test_tiny_sweep_writes_pyperf_json_and_the_documented_table(tiny_run: Path) -> None:
     table = assert_consistent(tiny_run)
     status = statuses(table)
@@ -221,7 +222,7 @@ def test_tiny_sweep_writes_pyperf_json_and_the_documented_table(tiny_run: Path) 
     assert "schreiber-n2000-einsum-w2/iteration" in stats.stdout
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(240)
 def test_resume_skips_finished_configurations(tiny_run: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "resumed"
     shutil.copytree(tiny_run, run_dir)
@@ -252,7 +253,7 @@ def test_resume_skips_finished_configurations(tiny_run: Path, tmp_path: Path) ->
     assert len(load_meta(run_dir)["sessions"]) == 2
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(240)
 def test_resume_continues_a_configuration_between_rounds(tiny_run: Path, tmp_path: Path) -> None:
     """A configuration measured in round 1 but not round 2 gets just its second process."""
     run_dir = tmp_path / "between-rounds"

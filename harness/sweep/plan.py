@@ -97,17 +97,20 @@ _QUICK_SIZES = {"schreiber": (100_000,), "quinn": (5_000,), "highdim": (5_000,)}
 # within ``sweep_budget``, so the adaptive part can never push the sweep past it by
 # more than one process per configuration. Warm-ups are 0 in the in-process modes:
 # pyperf's calibration calls (or, in later processes, the one warm-up value) precede
-# the values in the same process, after the check iterations.
+# the values in the same process, after the check iterations. The quick protocol
+# (CI, <= 3 minutes) keeps one process of 3 values per configuration and a second
+# only in place of a disturbed one: the CI workflow replicates whole quick runs, so
+# its processes come from the replicates.
 MODES: dict[str, Mode] = {
     "quick": Mode(
         "quick",
         warmups=0,
-        values=2,
+        values=3,
         processes=0,
         min_time=0.02,
         time_budget=10.0,
         sizes=_QUICK_SIZES,
-        rounds=(2, 3),
+        rounds=(1, 2),
         sweep_budget=150.0,
     ),
     "default": Mode(

@@ -18,6 +18,8 @@ The rule, on the ``iteration`` phase (the one the verdicts rest on):
 * A configuration is *settled* once it has ``min_processes`` undisturbed processes
   and the 95% bootstrap confidence interval of the median over processes
   (:func:`median_ci` of the per-process medians) lies within +-:data:`CI_TARGET` of it.
+  With ``min_processes`` 1 (the quick protocol, whose replicates are whole runs)
+  one undisturbed process settles it: further attempts only replace disturbed ones.
 * Otherwise it gets another process in the next round, until ``max_processes``
   attempts or until the sweep's time budget is used.
 * When sampling stops, the configuration is ``disturbed`` (and no verdict may rest on
@@ -184,7 +186,9 @@ def decide(
     medians = [record.median for record in good]
     width = relative_half_width(medians) if len(good) >= 2 else math.inf
     attempts = len(records)
-    settled = len(good) >= min_processes and width <= CI_TARGET
+    # MIN = 1 asks for no replication inside the run (the quick protocol: CI replicates
+    # whole runs); further attempts then only replace disturbed processes.
+    settled = len(good) >= min_processes and (min_processes == 1 or width <= CI_TARGET)
     if settled:
         return Decision(False, "converged", False, "", "", width)
     if len(good) < min_processes:

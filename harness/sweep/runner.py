@@ -291,7 +291,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="N",
         help="timed values per phase and process (each value of the "
-        "iteration phase is one EM iteration; default 2 quick/default, "
+        "iteration phase is one EM iteration; default 3 quick, 2 default, "
         "5 rigorous)",
     )
     protocol = parser.add_mutually_exclusive_group()
@@ -320,7 +320,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         metavar="MIN[,MAX]",
         help="fresh processes per configuration: at least MIN undisturbed ones, and up "
         "to MAX attempts while the CI of the median is wider than +-3%% or a process "
-        "was disturbed (default 2,3 quick, 3,6 default, 3,8 rigorous; MAX defaults "
+        "was disturbed (default 1,2 quick, 3,6 default, 3,8 rigorous; MAX defaults "
         "to 2 x MIN)",
     )
     parser.add_argument(
