@@ -494,6 +494,8 @@ def test_more_workers_than_cores_warns_and_flags_the_rows(tmp_path: Path) -> Non
         "einsum",
         "--workers",
         str(too_many),
+        "--time-budget",
+        "60",  # oversubscribed BLAS threads on a loaded machine must not be budget-skipped
         "--out",
         str(out),
     )
