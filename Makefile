@@ -6,7 +6,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 RUN    ?= $(shell ls -1dt results/*/ 2>/dev/null | grep -v baseline | head -n1)
-BASE   ?= results/baseline
+# Empty: `make compare` lets `harness compare --auto` choose the run NEW is compared with.
+BASE   ?=
 # Extra options for `make bench` / `make bench-quick`, e.g. ARGS="--workloads quinn".
 ARGS   ?=
 
@@ -53,9 +54,11 @@ charts: install
 	@test -n "$(RUN)" || { echo "no run in results/; run 'make bench' first"; exit 2; }
 	$(PY) -m harness plot $(RUN)
 
+# Without BASE: a committed results/baseline* swept like RUN, else the previous run swept
+# like RUN (harness/gate/pick.py says how); with BASE=..., exactly those two runs.
 compare: install
 	@test -n "$(RUN)" || { echo "no run in results/; run 'make bench' first"; exit 2; }
-	$(PY) -m harness compare $(BASE) $(RUN)
+	$(PY) -m harness compare $(if $(BASE),$(BASE),--auto) $(RUN)
 
 lint: install
 	$(PY) -m ruff check harness strategies tests kernels

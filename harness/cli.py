@@ -105,6 +105,13 @@ def _add_fit_parser(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="print exactly one JSON object on stdout instead of text",
     )
+    parser.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        default=None,
+        help="dask strategy: use the scheduler at tcp://HOST:PORT instead of a LocalCluster "
+        "(sets GMM_HARNESS_DASK_SCHEDULER)",
+    )
     parser.set_defaults(handler=_run_fit)
 
 
@@ -116,6 +123,10 @@ def _run_fit(args: argparse.Namespace) -> int:
     from harness.sweep.em import fit
 
     strategy_cls = strategies.get_strategy(args.strategy)
+    if args.scheduler is not None:
+        import os
+
+        os.environ["GMM_HARNESS_DASK_SCHEDULER"] = args.scheduler
     if args.data is not None:
         if args.k is None:
             raise InvalidParameterError("--data needs --k (the number of components)")

@@ -35,6 +35,8 @@ _ENTRIES: tuple[tuple[str, str], ...] = (
         "strategies.multiprocessing_pool:MultiprocessingComponentsStrategy",
     ),
     ("joblib-processes", "strategies.joblib_processes:JoblibProcessesStrategy"),
+    ("numba", "strategies.numba_chunks:NumbaStrategy"),
+    ("dask", "strategies.dask_cluster:DaskStrategy"),
 )
 
 

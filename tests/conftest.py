@@ -47,3 +47,37 @@ def blobs() -> np.ndarray:
 @pytest.fixture(scope="session")
 def blobs_init(blobs: np.ndarray) -> GMMParams:
     return initial_params(blobs, 4, seed=3)
+
+
+@pytest.fixture(scope="session")
+def dask_cluster_address():
+    """One loopback LocalCluster (2 worker processes, 1 thread each) shared by the session.
+
+    Starting a cluster costs seconds; the registry-wide tests of the ``dask`` strategy
+    reach this one through ``GMM_HARNESS_DASK_SCHEDULER`` instead of starting their own.
+    """
+    distributed = pytest.importorskip("distributed")
+    cluster = distributed.LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        scheduler_port=0,
+        dashboard_address="127.0.0.1:0",
+        worker_dashboard_address="127.0.0.1:0",
+    )
+    try:
+        yield cluster.scheduler_address
+    finally:
+        cluster.close()
+
+
+@pytest.fixture(autouse=True)
+def _dask_strategy_on_shared_cluster(request, monkeypatch):
+    """Point registry-parametrised tests of ``dask`` at the session's cluster."""
+    callspec = getattr(request.node, "callspec", None)
+    spec = callspec.params.get("strategy_spec") if callspec is not None else None
+    if isinstance(spec, tuple) and spec and spec[0] == "dask":
+        monkeypatch.setenv(
+            "GMM_HARNESS_DASK_SCHEDULER", request.getfixturevalue("dask_cluster_address")
+        )

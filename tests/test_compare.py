@@ -479,3 +479,111 @@ def test_replicates_from_another_machine_are_refused(tmp_path):
     base2 = write_run(tmp_path / "base2", {KEY: noisy(0.02, 0.01)}, host={"usable_cores": 4})
     with pytest.raises(IncompatibleRunsError, match="usable_cores: BASE1 '2', BASE2 '4'"):
         compare_runs([base1, base2], [new1, new1])
+
+
+# --------------------------------------------------------------------------------------
+# make compare: choosing what to compare with (--auto)
+# --------------------------------------------------------------------------------------
+
+
+def _sweep_meta(mode: str, sizes: dict, created: str) -> dict:
+    return {
+        "created": created,
+        "sweep": {"mode": mode, "resolved_sizes": sizes, "protocol": {"mode": mode, "seed": 0}},
+    }
+
+
+QUICK = {"quinn": [10_000]}
+DEFAULT = {"quinn": [20_000, 200_000]}
+
+
+def _default_samples(scale: float = 1.0) -> dict:
+    return {
+        ("quinn", n, "scipy", 1, "iteration"): noisy(0.02 * scale * n / 20_000, 0.01)
+        for n in (20_000, 200_000)
+    }
+
+
+def test_auto_compares_a_quick_run_with_the_committed_baseline(tmp_path, capsys):
+    root = tmp_path / "results"
+    write_run(root / "baseline", {KEY: noisy(0.02, 0.01)}, meta=_sweep_meta("quick", QUICK, "1"))
+    write_run(root / "older-default", _default_samples(), meta=_sweep_meta("default", DEFAULT, "2"))
+    quick = write_run(
+        root / "quick", {KEY: noisy(0.02, 0.01, seed=3)}, meta=_sweep_meta("quick", QUICK, "3")
+    )
+    assert cli_main(["compare", "--auto", str(quick)]) == 0
+    out = capsys.readouterr().out
+    assert f"BASE {root / 'baseline'}: the committed baseline swept like NEW" in out
+    assert "1 unchanged" in out
+
+
+def test_auto_compares_a_default_run_with_the_previous_default_run(tmp_path, capsys):
+    root = tmp_path / "results"
+    write_run(root / "baseline", {KEY: noisy(0.02, 0.01)}, meta=_sweep_meta("quick", QUICK, "1"))
+    write_run(root / "first", _default_samples(), meta=_sweep_meta("default", DEFAULT, "2"))
+    write_run(root / "quick", {KEY: noisy(0.02, 0.01)}, meta=_sweep_meta("quick", QUICK, "3"))
+    write_run(root / "second", _default_samples(1.5), meta=_sweep_meta("default", DEFAULT, "4"))
+    # NEW defaults to the newest run that is not a baseline
+    from harness.gate.pick import choose_runs
+
+    base, new, reason = choose_runs(root=root)
+    assert (base.name, new.name) == ("first", "second")
+    assert "most recent earlier run swept like NEW" in reason
+    assert cli_main(["compare", "--auto", str(root / "second")]) == 1  # 50% slower
+    assert "2 regression(s)" in capsys.readouterr().out
+
+
+def test_auto_without_anything_comparable_says_what_to_run(tmp_path, capsys):
+    root = tmp_path / "results"
+    write_run(root / "baseline", {KEY: noisy(0.02, 0.01)}, meta=_sweep_meta("quick", QUICK, "1"))
+    new = write_run(root / "only", _default_samples(), meta=_sweep_meta("default", DEFAULT, "2"))
+    assert cli_main(["compare", "--auto", str(new)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: nothing comparable with")
+    assert "no configuration in common" in err and "`make bench` twice" in err
+    assert cli_main(["compare", "--auto", str(new), str(new)]) == 2
+    assert cli_main(["compare", str(new)]) == 2
+
+
+def test_a_small_unchanged_difference_says_when_it_could_never_be_flagged(tmp_path):
+    base = write_run(tmp_path / "base", {KEY: [0.010, 0.011, 0.012]})
+    new = write_run(tmp_path / "new", {KEY: [0.0101, 0.0111, 0.0121]})
+    (c,) = compare_runs(base, new).comparisons
+    assert c.verdict == "unchanged"
+    assert "too few values (3 vs 3) for the test to ever reach alpha=0.01" in c.note
+    (c,) = compare_runs(base, write_run(tmp_path / "more", {KEY: noisy(0.011, 0.01)})).comparisons
+    assert "too few values" not in c.note  # 3 against 10 can reach 0.01
+
+
+@pytest.mark.timeout(600)
+def test_make_compare_after_a_quick_sweep_reaches_a_verdict(tmp_path):
+    """Two tiny real quick sweeps, then the command `make compare` runs (exit 0 or 1)."""
+    import subprocess
+    import sys
+
+    root = tmp_path / "results"
+    sweep = [
+        sys.executable,
+        "-m",
+        "harness",
+        "run",
+        "--quick",
+        "--workloads",
+        "quinn",
+        "--strategies",
+        "einsum",
+        "--workers",
+        "1",
+    ]
+    for name in ("baseline", "20990101-000000"):
+        done = subprocess.run([*sweep, "--out", str(root / name)], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+    run = max((p for p in root.iterdir() if p.name != "baseline"), key=lambda p: p.stat().st_mtime)
+    # the Makefile: $(PY) -m harness compare $(if $(BASE),$(BASE),--auto) $(RUN)
+    done = subprocess.run(
+        [sys.executable, "-m", "harness", "compare", "--auto", str(run)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode in (0, 1), done.stdout + done.stderr
+    assert f"BASE {root / 'baseline'}: the committed baseline swept like NEW" in done.stdout

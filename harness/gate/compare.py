@@ -1,6 +1,8 @@
 """Compare two result folders: which configurations got faster, slower, or went missing.
 
 ``python -m harness compare BASE NEW [--threshold 10%] [--alpha 0.01] [--markdown FILE]``
+``python -m harness compare --auto [NEW]`` (what ``make compare`` runs): BASE is chosen
+for NEW, like with like, by :mod:`harness.gate.pick`, which prints its choice.
 
 Configurations are matched on ``(workload, n, strategy, workers, phase)`` (phase
 ``iteration`` by default, more with ``--phase``). For each match:
@@ -304,25 +306,24 @@ def compare_samples(
     significant = p_value < alpha  # False for NaN
     beyond = ratio > 1 + threshold or ratio < 1 / (1 + threshold)
     change = f"{ratio - 1:+.1%}"
+    # Said on every such row, not only on the large changes: a reader must know that
+    # this configuration could never have been flagged, whatever it measured.
+    powerless = min_p_value(len(base), len(new)) >= alpha
+    too_few = (
+        f"too few values ({len(base)} vs {len(new)}) for the test to ever reach alpha={alpha:g}"
+    )
     if beyond and significant:
         verdict = "slower" if ratio > 1 else "faster"
         note = f"{change}, significant"
     elif beyond:
         verdict = "unchanged"
-        floor = min_p_value(len(base), len(new))
-        if floor >= alpha:
-            note = (
-                f"{change} but too few values ({len(base)} vs {len(new)}) for any test "
-                f"to reach alpha={alpha:g}"
-            )
-        else:
-            note = f"{change} but not significant"
+        note = f"{change} but {too_few}" if powerless else f"{change} but not significant"
     elif significant:
         verdict = "unchanged"
         note = f"{change}, significant but within the threshold"
     else:
         verdict = "unchanged"
-        note = f"{change}"
+        note = f"{change}; {too_few}" if powerless else f"{change}"
     return ratio, ci_low, ci_high, p_value, verdict, note
 
 
@@ -456,6 +457,30 @@ def _why_absent(table: pd.DataFrame, key: tuple) -> str:
     if not rows.empty:
         return f"phase {phase} not measured"
     return "not measured"
+
+
+def compatibility_problem(base_dir: str | Path, new_dir: str | Path) -> str:
+    """Why two run folders cannot be compared (``""`` when they can), without raising."""
+    try:
+        base = ("BASE", *_load_run(base_dir, "BASE"))
+        new = ("NEW", *_load_run(new_dir, "NEW"))
+        _check_compatible(base, new, allow_different_hosts=False)
+    except HarnessError as exc:
+        return str(exc)
+    return ""
+
+
+def common_keys(
+    base_dir: str | Path, new_dir: str | Path, phases: Iterable[str] = ("iteration",)
+) -> set[tuple]:
+    """The configurations and phases measured (``ok``) in both run folders."""
+
+    def keys(run_dir: str | Path) -> set[tuple]:
+        _, table = _load_run(run_dir, "run")
+        ok = table[(table["status"] == "ok") & table["phase"].isin(list(phases))]
+        return set(ok[list(KEY_COLUMNS)].itertuples(index=False, name=None))
+
+    return keys(base_dir) & keys(new_dir)
 
 
 def _describe_coverage(table: pd.DataFrame) -> str:
@@ -842,13 +867,19 @@ def format_markdown(report: ComparisonReport) -> str:
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "base",
-        metavar="BASE",
-        help="result folder of the reference run, or a comma-separated list of replicate "
-        "runs (paired in order with NEW's)",
+        "runs",
+        nargs="*",
+        metavar="RUN",
+        help="BASE NEW: the reference run folder (or a comma-separated list of replicate "
+        "runs, paired in order with NEW's) and the run to judge. With --auto only NEW, "
+        "optional (default: the latest run under results/)",
     )
     parser.add_argument(
-        "new", metavar="NEW", help="result folder of the run to judge, or a comma-separated list"
+        "--auto",
+        action="store_true",
+        help="choose BASE for NEW: a committed results/baseline* swept like NEW, else the "
+        "most recent earlier run swept like NEW, else one with configurations in common "
+        "(what `make compare` runs; see harness/gate/pick.py)",
     )
     parser.add_argument(
         "--threshold",
@@ -887,9 +918,25 @@ def main(args: argparse.Namespace) -> int:
     phases = args.phase or ["iteration"]
     if "all" in phases:
         phases = list(PHASES)
+    if args.auto:
+        from harness.gate.pick import choose_runs
+
+        if len(args.runs) > 1:
+            raise InvalidParameterError(
+                f"--auto takes at most one run folder (NEW), got {len(args.runs)}: "
+                f"{' '.join(args.runs)}"
+            )
+        base, new, reason = choose_runs(args.runs[0] if args.runs else None)
+        print(reason)
+    elif len(args.runs) != 2:
+        raise InvalidParameterError(
+            f"compare needs two run folders, BASE and NEW (or --auto [NEW]); got {len(args.runs)}"
+        )
+    else:
+        base, new = args.runs
     report = compare_runs(
-        args.base,
-        args.new,
+        base,
+        new,
         threshold=parse_threshold(args.threshold),
         alpha=args.alpha,
         phases=phases,

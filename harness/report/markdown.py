@@ -1,9 +1,12 @@
-"""``python -m harness plot RUN_DIR``: charts and ``report.md`` for one results folder.
+"""``python -m harness plot RUN_DIR``: charts, ``findings.json`` and ``report.md`` for one
+results folder.
 
 Reads ``RUN_DIR/results.csv`` and ``meta.json`` (:mod:`harness.sweep.results`), derives the
-numbers with :mod:`harness.report.analysis`, draws them with :mod:`harness.report.charts` into
-``RUN_DIR/charts/`` (PNG and SVG) and writes ``RUN_DIR/report.md``, which embeds the
-charts by relative path. The fitted-model pictures of the 2-D workloads come from a
+numbers with :mod:`harness.report.analysis` and the verdicts with
+:mod:`harness.report.findings`, draws them with :mod:`harness.report.charts` into
+``RUN_DIR/charts/`` (PNG and SVG), writes the verdicts to ``RUN_DIR/findings.json`` and
+writes ``RUN_DIR/report.md``, whose findings are the ``text`` of those records and which
+embeds the charts by relative path. The fitted-model pictures of the 2-D workloads come from a
 short re-fit (``einsum`` strategy, the run's seed) on at most ``--fit-points`` points.
 """
 
@@ -11,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import re
 import tempfile
@@ -25,20 +27,20 @@ import pandas as pd
 from harness.model.errors import DataFileError, HarnessError
 from harness.report import charts
 from harness.report.analysis import (
-    MODEL_CORES,
-    NUMPY_BASELINE,
-    PYTHON_BASELINE,
-    SKLEARN_BASELINE,
     Analysis,
     analyse,
-    fmt_bytes,
-    fmt_fraction,
-    fmt_ms,
-    fmt_n,
-    fmt_times,
-    group_not_measured,
-    phase_breakdown,
 )
+from harness.report.findings import FINDINGS_FILE
+from harness.report.sections import (
+    disturbed_section,
+    md_table,
+    not_measured_section,
+    phase_section,
+    scaling_section,
+    summary_table,
+)
+from harness.report.text import fmt_n
+from harness.report.uncertainty import CONFIDENCE, SINGLE_PROCESS_ALLOWANCE
 from harness.sweep.results import (
     CHARTS_DIR,
     REPORT_FILE,
@@ -100,6 +102,7 @@ def main(args: argparse.Namespace) -> int:
     print(f"wrote {len(result.chart_files)} chart files to {result.charts_dir}")
     for stem, reason in result.skipped.items():
         print(f"  no {stem}: {reason}")
+    print(f"wrote {result.findings_path}")
     print(f"wrote {result.report_path}")
     return 0
 
@@ -116,6 +119,7 @@ class PlotResult:
     Attributes
     ----------
     report_path : Path
+    findings_path : Path
     charts_dir : Path
     charts : dict of str to str
         Chart stem -> relative PNG path used in the report.
@@ -131,6 +135,7 @@ class PlotResult:
     report_path: Path
     charts_dir: Path
     analysis: Analysis
+    findings_path: Path | None = None
     charts: dict[str, str] = field(default_factory=dict)
     chart_files: list[Path] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
@@ -223,6 +228,9 @@ def plot_run(
                 reason = ""
                 result.captions[stem] = caption
             emit(stem, figure, reason)
+    result.findings_path = run_dir / FINDINGS_FILE
+    records = [finding.to_dict() for finding in analysis.findings]
+    _write_atomic(result.findings_path, json.dumps(records, indent=1, ensure_ascii=False) + "\n")
     text = render_report(analysis, meta, meta_note, result, run_dir)
     _write_atomic(result.report_path, text)
     return result
@@ -367,19 +375,6 @@ def _fitted_model_figure(
 # --------------------------------------------------------------------------------------
 
 
-def _md_table(headers: list[str], rows: list[list[str]], align: str | None = None) -> str:
-    """A GitHub-flavoured Markdown table; ``align`` is one of ``l``/``r`` per column."""
-    align = align or "l" * len(headers)
-    rule = ["---:" if a == "r" else "---" for a in align]
-
-    def clean(cell: object) -> str:
-        return str(cell).replace("|", "\\|").replace("\n", " ")
-
-    lines = ["| " + " | ".join(clean(h) for h in headers) + " |", "| " + " | ".join(rule) + " |"]
-    lines += ["| " + " | ".join(clean(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def _image(result: PlotResult, stem: str, alt: str) -> str:
     if stem in result.charts:
         path = result.charts[stem]
@@ -458,7 +453,7 @@ def _metadata_section(analysis: Analysis, meta: dict, meta_note: str) -> str:
             if len(values):
                 rows.append([f"`{column}`", ", ".join(str(v) for v in values[:3])])
     if rows:
-        lines += [_md_table(["field", "value"], rows), ""]
+        lines += [md_table(["field", "value"], rows), ""]
     arguments = _sweep_arguments(meta)
     if arguments:
         lines += [
@@ -499,244 +494,24 @@ def _short(value: object) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _summary_table(analysis: Analysis, workload: str) -> str:
-    best = analysis.best[analysis.best["workload"] == workload]
-    scal = analysis.scaling[analysis.scaling["workload"] == workload]
-    if best.empty:
-        return "*No iteration time was measured for this workload.*"
-    with_sklearn = (scal["strategy"] == SKLEARN_BASELINE).any()
-    headers = [
-        "n",
-        "workers",
-        "fastest",
-        "time per iteration (median [IQR])",
-        "runner-up (margin)",
-        f"× sequential Python (`{PYTHON_BASELINE}`)",
-        f"× NumPy (`{NUMPY_BASELINE}`, 1 worker)",
-    ]
-    if with_sklearn:
-        headers.append(f"× scikit-learn (`{SKLEARN_BASELINE}`)")
-    references = {}
-    for label, name in (
-        ("python", PYTHON_BASELINE),
-        ("numpy", NUMPY_BASELINE),
-        ("sklearn", SKLEARN_BASELINE),
-    ):
-        rows = scal[(scal["strategy"] == name) & (scal["workers"] == 1)]
-        references[label] = dict(zip(rows["n"], rows["seconds"], strict=True))
-    rows = []
-    for _, row in best.sort_values(["n", "workers"]).iterrows():
-        winner = f"`{row['best']}`"
-        if row["best_workers"] != row["workers"]:
-            winner += f" ({row['best_workers']} worker{'s' if row['best_workers'] != 1 else ''})"
-        runner = (
-            f"`{row['runner_up']}` ({fmt_times(row['margin'])})"
-            if isinstance(row["runner_up"], str)
-            else "—"
-        )
-        cells = [
-            fmt_n(row["n"]),
-            str(row["workers"]),
-            winner,
-            f"{fmt_ms(row['best_seconds'])} [{fmt_ms(row['best_q1'])} – {fmt_ms(row['best_q3'])}]",
-            runner,
-        ]
-        for label in ("python", "numpy", "sklearn") if with_sklearn else ("python", "numpy"):
-            reference = references[label].get(row["n"], math.nan)
-            cells.append(fmt_times(reference / row["best_seconds"]))
-        rows.append(cells)
-    align = "rrllr" + "r" * (len(headers) - 5)
-    return _md_table(headers, rows, align)
-
-
-def _scaling_rows(frame: pd.DataFrame) -> list[list[str]]:
-    rows = []
-    for _, row in frame.iterrows():
-        over = " (oversubscribed)" if row["oversubscribed"] else ""
-        # Scaling with workers means nothing for a strategy that uses one core.
-        sequential = bool(row["sequential"])
-        rows.append(
-            [
-                f"`{row['strategy']}`",
-                row["kind"] + (" (sequential)" if sequential else ""),
-                f"{row['workers']}{over}",
-                f"{fmt_ms(row['seconds'])} [{fmt_ms(row['q1'])} – {fmt_ms(row['q3'])}]",
-                "—" if sequential else fmt_times(row["speedup_self"]),
-                fmt_times(row["speedup_best_1w"])
-                + (
-                    f" (`{row['best_1w_strategy']}`)"
-                    if isinstance(row["best_1w_strategy"], str)
-                    else ""
-                ),
-                "—"
-                if sequential or not math.isfinite(row["efficiency"])
-                else f"{row['efficiency']:.0%}",
-                fmt_fraction(row["karp_flatt"]),
-                "yes" if row["used_fused"] else "",
-            ]
-        )
-    return rows
-
-
-_SCALING_HEADERS = [
-    "strategy",
-    "kind",
-    "workers",
-    "time per iteration (median [IQR])",
-    "speedup vs itself at 1 worker",
-    "speedup vs fastest 1-worker",
-    "efficiency",
-    "Karp-Flatt serial fraction",
-    "fused iteration",
-]
-
-
-def _scaling_section(analysis: Analysis, workload: str) -> str:
-    n = analysis.headline_n[workload]
-    scal = analysis.scaling
-    here = scal[(scal["workload"] == workload) & (scal["n"] == n)]
-    if here.empty:
-        return ""
-    here = here.sort_values(
-        ["sequential", "kind", "strategy", "workers"], ascending=[False, True, True, True]
-    )
-    lines = [
-        f"### Scaling at n = {fmt_n(n)}",
-        "",
-        _md_table(_SCALING_HEADERS, _scaling_rows(here), "lllrrrrrl"),
-        "",
-    ]
-    fits = analysis.amdahl[(analysis.amdahl["workload"] == workload) & (analysis.amdahl["n"] == n)]
-    if not fits.empty:
-        lines += [
-            f"### Amdahl model at n = {fmt_n(n)} (extrapolated, not measured)",
-            "",
-            "Serial fraction *f* fitted to the measured speedups "
-            "(S(p) = 1 / (f + (1 − f) / p)); the columns beyond the machine's "
-            f"{analysis.usable_cores or 'usable'} cores are the model's prediction.",
-            "",
-        ]
-        headers = [
-            "strategy",
-            "fitted on workers",
-            "serial fraction f",
-            *(f"model speedup on {p} cores" for p in MODEL_CORES),
-            "limit 1/f",
-        ]
-        rows = [_amdahl_row(row) for _, row in fits.sort_values("strategy").iterrows()]
-        lines += [_md_table(headers, rows, "llr" + "r" * (len(MODEL_CORES) + 1)), ""]
-    others = scal[
-        (scal["workload"] == workload) & (scal["n"] != n) & ~scal["sequential"].astype(bool)
-    ].sort_values(["n", "strategy", "workers"])
-    if not others.empty:
-        lines += [
-            "<details><summary>Scaling of the parallel strategies at every other n</summary>",
-            "",
-        ]
-        rows = [
-            [fmt_n(row_n), *cells]
-            for row_n, cells in zip(others["n"], _scaling_rows(others), strict=True)
-        ]
-        lines += [_md_table(["n", *_SCALING_HEADERS], rows, "rlllrrrrrl"), "", "</details>", ""]
-    return "\n".join(lines)
-
-
-def _amdahl_row(row: pd.Series) -> list[str]:
-    """One row of the Amdahl table; no model where more workers made it slower."""
-    raw, clipped = row["serial_fraction_raw"], row["serial_fraction"]
-    cells = [f"`{row['strategy']}`", row["fitted_workers"]]
-    if raw >= 1:
-        return [
-            *cells,
-            f"{fmt_fraction(raw)}: slower with more workers, no model",
-            *("—" for _ in MODEL_CORES),
-            "—",
-        ]
-    fraction = fmt_fraction(clipped)
-    if raw < 0:
-        fraction += f" (raw {fmt_fraction(raw)}: superlinear, model is an upper bound)"
-    return [
-        *cells,
-        fraction,
-        *(fmt_times(row[f"model_{p}"]) for p in MODEL_CORES),
-        "∞" if math.isinf(row["limit"]) else fmt_times(row["limit"]),
-    ]
-
-
-def _phase_section(analysis: Analysis, workload: str) -> str:
-    n = analysis.headline_n[workload]
-    table = phase_breakdown(analysis.summary, workload, n)
-    if table.empty:
-        return ""
-    headers = ["strategy", "workers", "prepare (once)", "E-step", "M-step", "iteration"]
-    transfer = table[["bytes_to_workers", "bytes_from_workers"]].notna().any().any()
-    memory = table["peak_pss_bytes"].notna().any()
-    if transfer:
-        headers += ["to workers / iteration", "from workers / iteration"]
-    if memory:
-        headers += ["peak PSS"]
-    rows = []
-    for (strategy, workers), row in table.iterrows():
-        cells = [
-            f"`{strategy}`",
-            str(workers),
-            fmt_ms(row["prepare"]),
-            fmt_ms(row["e_step"]),
-            fmt_ms(row["m_step"]),
-            fmt_ms(row["iteration"]),
-        ]
-        if transfer:
-            cells += [fmt_bytes(row["bytes_to_workers"]), fmt_bytes(row["bytes_from_workers"])]
-        if memory:
-            cells += [fmt_bytes(row["peak_pss_bytes"])]
-        rows.append(cells)
-    return "\n".join(
-        [
-            f"### Phases at n = {fmt_n(n)} (medians)",
-            "",
-            _md_table(headers, rows, "lr" + "r" * (len(headers) - 2)),
-            "",
-        ]
-    )
-
-
-def _not_measured_section(analysis: Analysis) -> str:
-    missing = analysis.not_measured
-    lines = ["## Not measured", ""]
-    if missing.empty:
-        return "\n".join([*lines, "Every configuration in the table was measured.", ""])
-    by_design = missing[missing["by_design"].astype(bool)]
-    problems = missing[~missing["by_design"].astype(bool)]
-    if not problems.empty:
-        rows = [
-            [
-                row["status"],
-                f"`{row['strategy']}`",
-                row["workers"],
-                (row["reason"] or "(no reason recorded)")
-                + (f" (phases: {row['phases']})" if row["phases"] != "all" else ""),
-                row["where"],
-            ]
-            for _, row in group_not_measured(problems).iterrows()
-        ]
-        lines += [
-            _md_table(["status", "strategy", "workers", "reason", "where"], rows, "llrll"),
-            "",
-        ]
-    if not by_design.empty:
-        names = ", ".join(f"`{name}`" for name in sorted(set(by_design["strategy"])))
-        lines += [
-            f"By design, the sequential strategies ({names}) were measured at 1 worker "
-            f"only: {len(by_design)} configurations with more workers were skipped.",
-            "",
-        ]
-    return "\n".join(lines)
-
-
-_METHOD = """## How the numbers are computed
+_METHOD = f"""## How the numbers are computed
 
 - Every time is the **median** of the repeated values of one configuration and phase; the
-  bracket and the chart bands are the **interquartile range** (25th to 75th percentile).
+  bracket and the chart bands are its **{CONFIDENCE:.0%} bootstrap confidence interval**.
+  Processes are the unit of replication where the table records which process timed a
+  value (the bootstrap resamples processes, then values within them); otherwise each value
+  is a unit. Values from one process cannot show the process-to-process noise, which is
+  the larger one, so an interval resting on a single process is widened by
+  {SINGLE_PROCESS_ALLOWANCE:.0%}.
+- Every ratio (margin, speedup, "slower", crossover) carries the interval of the ratio of
+  the two medians, from the same bootstrap draws. **Where that interval reaches 1 the
+  verdict is a tie** ("`a` ≈ `b`"): no winner, loss, crossover or slowdown is named
+  inside the noise. Efficiencies above 100% and serial fractions below 0 that the
+  interval does not separate from 100% and 0 are shown as "within noise"; fitted costs
+  are stated only where their interval is above zero.
+- Configurations the sweep left **disturbed** (other programs took the CPU, or the
+  values were unstable, after its last attempt) are drawn hollow and grey, listed under
+  *Disturbed configurations*, and used for no finding and no winner.
 - *Iteration* is one full EM iteration as the driver runs it (the fused one-pass
   iteration where the strategy has one, marked *fused*); *prepare* runs once per data set.
 - **Speedup vs itself** = T(1 worker) / T(p workers) of the same strategy.
@@ -747,7 +522,13 @@ _METHOD = """## How the numbers are computed
   extra workers made it slower.
 - **Amdahl model**: f is the least-squares fit of 1/S − 1/p = f (1 − 1/p) over the
   measured p > 1 (oversubscribed runs excluded), clipped to [0, 1]; its speedups on more
-  cores than the machine has are a **model**, drawn dashed.
+  cores than the machine has are a **model**, drawn dashed, with the band propagated
+  from the speedups' intervals. Where that band is wider than the predicted value the
+  prediction is dropped (tables, findings and chart): with two cores measured, a small
+  change of the measured speedup moves the far extrapolations by several times.
+- `findings.json` holds every finding as data (kind, workload, n, workers, strategies,
+  ratio and interval, the configurations it rests on, and the sentence); the findings
+  above are its `text`.
 - In the best-strategy map and the summary tables a worker count is a **budget**: each
   strategy competes with its fastest time on at most that many workers (sequential
   strategies, kind *serial* and `cython`, are measured at 1 worker only).
@@ -770,7 +551,7 @@ def render_report(
         "## Findings",
         "",
     ]
-    parts += [f"- {text}" for text in analysis.findings] or ["- Nothing was measured."]
+    parts += [f"- {finding.text}" for finding in analysis.findings] or ["- Nothing was measured."]
     parts += [
         "",
         "## Overview",
@@ -803,14 +584,14 @@ def render_report(
             "",
             "### Fastest strategy at each size and worker count",
             "",
-            _summary_table(analysis, workload),
+            summary_table(analysis, workload),
             "",
-            _scaling_section(analysis, workload),
+            scaling_section(analysis, workload),
             "### Time per iteration against n",
             "",
             _image(result, f"time_vs_n_{slug}", f"Time per iteration, {workload}"),
             "",
-            _phase_section(analysis, workload),
+            phase_section(analysis, workload),
             _image(result, f"phases_{slug}", f"Phase breakdown, {workload}"),
             "",
         ]
@@ -819,5 +600,5 @@ def render_report(
             parts += ["### Fitted model", "", _image(result, stem, f"Fitted model, {workload}"), ""]
             if stem in result.captions:
                 parts += [result.captions[stem], ""]
-    parts += [_not_measured_section(analysis), _METHOD]
+    parts += [disturbed_section(analysis), not_measured_section(analysis), _METHOD]
     return "\n".join(parts)

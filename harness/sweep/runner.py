@@ -339,10 +339,19 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="skip a configuration whose estimated timed work exceeds this "
         "(default 10 quick, 45 default, 600 rigorous; 'inf' for none)",
     )
+    parser.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        default=None,
+        help="dask strategy: use the scheduler at tcp://HOST:PORT instead of a LocalCluster "
+        "(sets GMM_HARNESS_DASK_SCHEDULER for the measurement processes)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
     """Run the sweep ``args`` describe (see :func:`configure_parser`)."""
+    if getattr(args, "scheduler", None) is not None:
+        os.environ["GMM_HARNESS_DASK_SCHEDULER"] = args.scheduler
     sweep = resolve_sweep(args)
     with terminate_as_interrupt():
         return SweepRunner(sweep).run()
