@@ -161,6 +161,8 @@ class JoblibThreadsStrategy(CompiledStrategy):
         if info:
             info["openmp"] = False
             info["pool_threads"] = self.workers
+            # joblib runs n_jobs=1 in the calling thread, with no pool (its own rule)
+            info["inline"] = self.workers == 1
             info["tasks_per_call"] = len(self._bounds)
             info["chunk_size"] = int(max(stop - start for start, stop in self._bounds))
         return info

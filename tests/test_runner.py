@@ -35,6 +35,7 @@ from harness.sweep.results import (
     COLUMNS,
     PYPERF_DIR,
     RUN_METADATA_COLUMNS,
+    SCHEMA_VERSION,
     load_meta,
     load_table,
     phases_for,
@@ -47,7 +48,10 @@ from harness.sweep.spec import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-VALUES = 3  # the quick protocol's values per phase
+VALUES = 3  # the quick protocol's values per phase and process
+#: Processes per configuration in these sweeps: exactly two, however busy the machine
+#: (the stopping rule itself is tested in test_interference.py).
+ROUNDS = ("--rounds", "2,2")
 
 
 def run_harness(
@@ -55,8 +59,9 @@ def run_harness(
     env: dict[str, str] | None = None,
     timeout: float = 120,
 ) -> subprocess.CompletedProcess:
+    rounds = () if "--rounds" in args else ROUNDS
     return subprocess.run(
-        [sys.executable, "-m", "harness", "run", "--quick", *args],
+        [sys.executable, "-m", "harness", "run", "--quick", *rounds, *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -117,11 +122,25 @@ def assert_consistent(run_dir: Path) -> pd.DataFrame:
         if status == "ok":
             phases = phases_for(rows["kind"].iloc[0])  # library strategies: no E/M split
             assert sorted(rows["phase"].unique()) == sorted(phases), cid
-            assert (rows.groupby("phase").size() == VALUES).all(), cid
+            processes = sorted(rows["process"].unique())
+            assert processes == list(range(len(processes))), cid  # none lost, none doubled
+            per_process = rows.groupby(["phase", "process"]).size()
+            assert (per_process == VALUES).all(), cid
+            assert len(per_process) == len(phases) * len(processes), cid
             assert np.isfinite(rows["seconds"]).all() and (rows["seconds"] > 0).all()
+            # every value carries its interference, within its documented range
+            assert rows["foreign_cpu"].between(0, 1).all(), cid
+            assert (rows["tree_cpu"] >= 0).all(), cid
+            for column in ("attempts", "disturbed", "disturbed_reason", "stopped"):
+                assert rows[column].nunique(dropna=False) == 1, (cid, column)
+            assert rows["attempts"].iloc[0] >= len(processes)
+            assert bool(rows["disturbed"].iloc[0]) == bool(rows["disturbed_reason"].iloc[0])
             assert cid in pyperf_files
+            assert (run_dir / "configs" / f"{cid}.json").is_file()
             suite = pyperf.BenchmarkSuite.load(str(run_dir / PYPERF_DIR / f"{cid}.json"))
             assert len(suite.get_benchmarks()) == len(phases)
+            for bench in suite.get_benchmarks():  # one pyperf run per process
+                assert len([run for run in bench.get_runs() if run.values]) == len(processes)
         else:
             assert len(rows) == 1 and rows["error"].iloc[0], cid
             assert math.isnan(rows["seconds"].iloc[0])
@@ -158,7 +177,8 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(120)
+# The tiny sweep measures every configuration twice: 240 s for a loaded shared machine.
+@pytest.mark.timeout(240)
 def test_tiny_sweep_writes_pyperf_json_and_the_documented_table(tiny_run: Path) -> None:
     table = assert_consistent(tiny_run)
     status = statuses(table)
@@ -181,7 +201,9 @@ def test_tiny_sweep_writes_pyperf_json_and_the_documented_table(tiny_run: Path) 
     # The worker count reached the measurement process: einsum's BLAS ran at that count.
     einsum = ok[ok["strategy"] == "einsum"]
     assert (einsum["blas_threads"] == einsum["workers"]).all()
-    assert (ok["iterations_checked"] == 3).all()
+    assert (ok["iterations_checked"] == 3).all()  # the first process's check, on every row
+    assert (ok["process"].groupby(ok["config_id"]).nunique() == 2).all()
+    assert set(ok["kernel"]) == {"numpy", "scipy"} and not ok["inline"].any()
     assert not ok["oversubscribed"].any()
     for metadata_column in (
         "run_id",
@@ -218,7 +240,7 @@ def test_tiny_sweep_writes_pyperf_json_and_the_documented_table(tiny_run: Path) 
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(240)
 def test_resume_skips_finished_configurations(tiny_run: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "resumed"
     shutil.copytree(tiny_run, run_dir)
@@ -247,6 +269,48 @@ def test_resume_skips_finished_configurations(tiny_run: Path, tmp_path: Path) ->
     new = after[after["config_id"] != missing].sort_values(["config_id", "phase", "value_index"])
     np.testing.assert_array_equal(old["seconds"].to_numpy(), new["seconds"].to_numpy())
     assert len(load_meta(run_dir)["sessions"]) == 2
+
+
+@pytest.mark.timeout(240)
+def test_resume_continues_a_configuration_between_rounds(tiny_run: Path, tmp_path: Path) -> None:
+    """A configuration measured in round 1 but not round 2 gets just its second process."""
+    run_dir = tmp_path / "between-rounds"
+    shutil.copytree(tiny_run, run_dir)
+    table = load_table(run_dir)
+    cut = "schreiber-n1000-einsum-w2"
+    # As a sweep stopped after this configuration's first process: its second
+    # process's rows and pyperf runs are gone, and its sampling had not stopped.
+    table = table[~((table["config_id"] == cut) & (table["process"] == 1))].copy()
+    table.loc[table["config_id"] == cut, ["stopped", "attempts"]] = ("", 1)
+    table.to_csv(run_dir / "results.csv", index=False)
+    path = run_dir / PYPERF_DIR / f"{cut}.json"
+    suite = pyperf.BenchmarkSuite.load(str(path))
+    first = [
+        pyperf.Benchmark([next(run for run in bench.get_runs() if run.values)])
+        for bench in suite.get_benchmarks()
+    ]
+    pyperf.BenchmarkSuite(first).dump(str(path), replace=True)
+    kept = table[table["config_id"] == cut].sort_values(["phase", "value_index"])
+    others = {p.name: p.read_bytes() for p in (run_dir / PYPERF_DIR).glob("*.json") if p != path}
+
+    result = subprocess.run(
+        [sys.executable, "-m", "harness", "run", "--resume", "--out", str(run_dir)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "(5 already done)" in result.stdout
+    assert result.stdout.count(" p1: ") == 1 and " p0: " not in result.stdout
+    after = assert_consistent(run_dir)
+    rows = after[after["config_id"] == cut]
+    assert sorted(rows["process"].unique()) == [0, 1]
+    assert rows["stopped"].iloc[0] and rows["attempts"].iloc[0] == 2
+    again = rows[rows["process"] == 0].sort_values(["phase", "value_index"])
+    np.testing.assert_array_equal(again["seconds"].to_numpy(), kept["seconds"].to_numpy())
+    for name, content in others.items():  # other configurations untouched
+        assert (run_dir / PYPERF_DIR / name).read_bytes() == content
 
 
 # ---- failures, budget, interruption ---------------------------------------------------
@@ -412,6 +476,8 @@ def test_interrupted_run_leaves_a_consistent_folder_that_resumes(tmp_path: Path)
         "harness",
         "run",
         "--quick",
+        "--rounds",
+        "1,1",  # one process each: the interruption, not the rounds, is tested here
         "--workloads",
         "quinn",
         "--sizes",
@@ -472,6 +538,8 @@ def test_more_workers_than_cores_warns_and_flags_the_rows(tmp_path: Path) -> Non
         "einsum",
         "--workers",
         str(too_many),
+        "--time-budget",
+        "60",  # oversubscribed BLAS threads on a loaded machine must not be budget-skipped
         "--out",
         str(out),
     )
@@ -507,7 +575,9 @@ def test_resume_refuses_another_schema_or_protocol(tmp_path: Path) -> None:
     with pytest.raises(DataFileError, match="schema"):
         resolve_sweep(_run_args("--resume", "--out", str(run_dir)))
     (run_dir / "meta.json").write_text(
-        json.dumps({"schema_version": 1, "sweep": {"mode": "default", "iterations": 3}})
+        json.dumps(
+            {"schema_version": SCHEMA_VERSION, "sweep": {"mode": "default", "iterations": 2}}
+        )
     )
     with pytest.raises(InvalidParameterError, match="protocol"):
         resolve_sweep(_run_args("--resume", "--quick", "--out", str(run_dir)))

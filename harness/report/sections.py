@@ -384,15 +384,13 @@ def peers_section(analysis: Analysis) -> str:
     """The project's fastest strategy against the fastest library (kind ``library``).
 
     At each (workload, n, workers) as a budget: each side's best median iteration on at
-    most that many workers (undisturbed configurations only). A library's iteration is
+    most that many workers. A library's iteration is
     differenced from whole fits; its fixed cost (set-up, own initialisation, final
     E-step) is shown apart. Where the two medians' intervals overlap it is a tie, never
-    a lead.
+    a lead; where either side stayed disturbed the row gives no verdict.
     """
     summary = analysis.summary
     iteration = summary[summary["phase"] == "iteration"]
-    if "disturbed" in iteration.columns:
-        iteration = iteration[~iteration["disturbed"].astype(bool)]
     if iteration.empty or not (iteration["kind"] == "library").any():
         return ""
     fixed = summary[summary["phase"] == "fixed"].set_index(
@@ -409,7 +407,12 @@ def peers_section(analysis: Analysis) -> str:
             a = ours.loc[ours["median"].idxmin()]
             b = peers.loc[peers["median"].idxmin()]
             tie = a["ci_high"] >= b["ci_low"] and b["ci_high"] >= a["ci_low"]
-            lead = "tie (inside the noise)" if tie else fmt_times(b["median"] / a["median"])
+            if bool(a.get("disturbed", False)) or bool(b.get("disturbed", False)):
+                lead = "no verdict (disturbed)"
+            elif tie:
+                lead = "tie (inside the noise)"
+            else:
+                lead = fmt_times(b["median"] / a["median"])
             key = (workload, n, b["strategy"], b["workers"])
             rows.append(
                 [

@@ -64,6 +64,26 @@ layout. The quick and default sweeps use this mode.
 before pyperf times it. The thread variables and the fault hooks reach the
 workers through ``--inherit-environ``. ``--rigorous`` uses this mode.
 
+A later process of the same configuration (``spec.loops`` given) skips the
+calibration: it takes the first process's loop count and one warm-up value, so every
+process's values are sums of the same number of calls.
+
+``P >= 1``: *pyperf worker processes*. This process is pyperf's manager: it spawns
+``P`` worker processes per phase (plus pyperf's calibration process), each a fresh
+``python -m harness.sweep.measure --worker ...`` that rebuilds the data and the strategy
+before pyperf times it. The thread variables and the fault hooks below reach the
+workers through ``--inherit-environ``. ``--rigorous`` uses this mode.
+
+Interference
+------------
+In both modes pyperf runs the hook of :mod:`harness.sweep.interference`
+(``--hook gmm-interference``) around every value: it reads the machine's and the
+measured tree's CPU counters just before and just after each call of the timed
+function, outside the function's own clock, and leaves ``foreign_cpu`` and
+``tree_cpu`` per value in the pyperf run's metadata, where the runner reads them. In
+the rigorous mode the hook runs inside each pyperf worker process, so every worker's
+values carry their own interference.
+
 Test-only fault hooks (``GMM_HARNESS_FAULT``, ``GMM_HARNESS_SLOWDOWN``) are described in
 :mod:`harness.sweep.faults`. This module times one configuration and reports it; it
 writes only the two files it is given and decides nothing about which configurations
@@ -93,6 +113,7 @@ from harness.model.errors import (
 )
 from harness.sweep.faults import ENV_FAULT, ENV_SLOWDOWN, install_fault, slowdown_for
 from harness.sweep.formats import to_json, write_atomic, write_text_atomic
+from harness.sweep.interference import HOOK, HOOK_NAME, InterferenceHook
 from harness.sweep.processes import terminate_as_interrupt
 from harness.sweep.spec import (
     MeasureSpec,
@@ -390,6 +411,33 @@ def run_check(measurement: Measurement) -> tuple[Any, dict[str, Any]]:
     return strategy, info
 
 
+#: Registry names whose code path is named after them when they do not report one.
+_NAMED_PATHS = {"python": "python", "scipy": "scipy", "sklearn": "sklearn"}
+
+
+def code_path(cls: Any, runtime_info: dict[str, Any]) -> dict[str, Any]:
+    """``kernel`` (the code path that ran) and ``inline`` (no pool) of a checked strategy.
+
+    ``runtime_info()["kernel"]`` when the strategy reports it (the process strategies
+    say whether their workers ran the compiled kernels or NumPy); else ``cython`` for a
+    strategy that needs the compiled kernels, the library's name for the pure-Python,
+    SciPy and scikit-learn strategies, ``numpy`` for the rest. ``inline`` is
+    ``runtime_info()["inline"]``, or True when a joblib strategy ran joblib's
+    sequential backend (its rule for one worker: no pool at all).
+    """
+    kernel = runtime_info.get("kernel")
+    if not kernel:
+        name = str(getattr(cls, "name", ""))
+        if getattr(cls, "needs_compiled", False):
+            kernel = "cython"
+        else:
+            kernel = _NAMED_PATHS.get(name, "numpy")
+    inline = runtime_info.get("inline")
+    if inline is None:
+        inline = str(runtime_info.get("backend", "")).lower() == "sequential"
+    return {"kernel": str(kernel), "inline": bool(inline)}
+
+
 def _run_micro_check(measurement: Measurement) -> tuple[Any, dict[str, Any]]:
     """The micro-problems' check: prepare, ``check_iterations`` runs, each answer verified.
 
@@ -500,6 +548,8 @@ def _pyperf_argv(spec: MeasureSpec, own_args: list[str]) -> list[str]:
         "--min-time",
         repr(spec.min_time),
         "--quiet",
+        "--hook",
+        HOOK_NAME,
     ]
     if spec.processes == 0:
         return [*own_args, "--worker", "--loops", "1", *common]
@@ -551,7 +601,14 @@ def time_phases(runner: Any, measurement: Measurement, *, in_process: bool) -> l
         if in_process:
             # A library's timed call is a pair of whole fits, whatever the loop count.
             differenced = whole_fit and phase != "prepare"
-            runner.args.loops = 1 if differenced else _calibrated_loops(runner, name, time_func)
+            known = (spec.loops or {}).get(phase)
+            if differenced:
+                runner.args.loops = 1
+            elif known:  # a later process: the first one's loop count, one warm-up value
+                runner.args.loops, runner.args.warmups = int(known), max(spec.warmups, 1)
+            else:  # the calibration's calls warm the phase up
+                runner.args.loops = _calibrated_loops(runner, name, time_func)
+                runner.args.warmups = spec.warmups
         bench = runner.bench_time_func(name, time_func, metadata=metadata)
         if bench is not None:
             benchmarks.append(bench)
@@ -591,6 +648,7 @@ def _configuration_process(runner: Any, spec: MeasureSpec, args: argparse.Namesp
             write_text_atomic(result_path, to_json(result, indent=1))
             return 0
         result.update(check)
+        result.update(code_path(measurement.info.cls, check["runtime_info"]))
         if spec.processes == 0:
             measurement.setup(strategy)
             try:
@@ -638,7 +696,9 @@ def _main(argv: Sequence[str] | None) -> int:
         cmd.extend(("--spec", args.spec))
 
     runner = pyperf.Runner(
-        program_args=("-m", "harness.sweep.measure"), add_cmdline_args=forward_spec
+        program_args=("-m", "harness.sweep.measure"),
+        add_cmdline_args=forward_spec,
+        hooks=[HOOK],
     )
     _parser(runner)
     # Only --spec is needed to know the mode: read it before pyperf parses its options.
@@ -646,6 +706,7 @@ def _main(argv: Sequence[str] | None) -> int:
     if spec_path is None:
         runner.argparser.error("--spec is required")
     spec = MeasureSpec.from_json(Path(spec_path).read_text())
+    InterferenceHook.workers = spec.workers
     pyperf_worker = spec.processes > 0 and "--worker" in argv
     if pyperf_worker:  # spawned by pyperf's manager: time the one phase it asks for
         runner.parse_args(argv)

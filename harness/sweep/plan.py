@@ -50,6 +50,11 @@ class Mode:
         Default ``--time-budget`` (seconds per configuration).
     sizes : dict
         Default sizes (n) per workload.
+    rounds : (int, int)
+        Default ``--rounds``: undisturbed processes every configuration gets, and the
+        most processes (attempts) one may get (:mod:`harness.sweep.rounds`).
+    sweep_budget : float
+        Default ``--sweep-budget``: wall seconds after which no extra round starts.
     """
 
     name: str
@@ -59,6 +64,8 @@ class Mode:
     min_time: float
     time_budget: float
     sizes: dict[str, tuple[int, ...]]
+    rounds: tuple[int, int] = (3, 6)
+    sweep_budget: float = 600.0
 
 
 # Default sizes: a decade apart, ending at the workload's own size (the size axis
@@ -79,24 +86,45 @@ _DEFAULT_SIZES = {
 }
 _QUICK_SIZES = {"schreiber": (100_000,), "quinn": (5_000,), "highdim": (5_000,)}
 
+# Values per process and rounds: values inside one process agree to about 2%, so a
+# process's second value mostly checks that it was steady, and a third adds almost
+# nothing; the information is in the processes. The default protocol therefore takes
+# 2 values in each of at least 3 processes (6 values, and a CI over 3 processes: their
+# range), and up to 6 processes where the CI is wide or a process was disturbed. Three
+# processes per configuration cost three process starts; the first process of a
+# configuration calibrates pyperf's loop count and runs the full correctness check,
+# later ones reuse the loop count (one warm-up value instead of a calibration) and run
+# one check iteration as a warm-up, which keeps a later process at about the cost of
+# its own values plus start-up. Extra rounds start only while the sweep's wall time is
+# within ``sweep_budget``, so the adaptive part can never push the sweep past it by
+# more than one process per configuration. Warm-ups are 0 in the in-process modes:
+# pyperf's calibration calls (or, in later processes, the one warm-up value) precede
+# the values in the same process, after the check iterations. The quick protocol
+# (CI, <= 3 minutes) keeps one process of 3 values per configuration and a second
+# only in place of a disturbed one: the CI workflow replicates whole quick runs, so
+# its processes come from the replicates.
 MODES: dict[str, Mode] = {
     "quick": Mode(
         "quick",
-        warmups=1,
+        warmups=0,
         values=3,
         processes=0,
         min_time=0.02,
         time_budget=10.0,
         sizes=_QUICK_SIZES,
+        rounds=(1, 2),
+        sweep_budget=150.0,
     ),
     "default": Mode(
         "default",
-        warmups=1,
-        values=3,
+        warmups=0,
+        values=2,
         processes=0,
         min_time=0.05,
         time_budget=45.0,
         sizes=_DEFAULT_SIZES,
+        rounds=(3, 6),
+        sweep_budget=600.0,
     ),
     "rigorous": Mode(
         "rigorous",
@@ -106,6 +134,8 @@ MODES: dict[str, Mode] = {
         min_time=0.1,
         time_budget=600.0,
         sizes=_DEFAULT_SIZES,
+        rounds=(3, 8),
+        sweep_budget=3600.0,
     ),
 }
 
@@ -158,6 +188,9 @@ class Sweep:
     arguments: dict[str, Any] = field(default_factory=dict)  # as stored in meta.json
     resume: bool = False
     problems: list[str] = field(default_factory=lambda: ["gmm"])
+    min_processes: int = 3
+    max_processes: int = 6
+    sweep_budget: float = math.inf
 
 
 def _split(values: Sequence[str] | str | None) -> list[str]:
@@ -220,7 +253,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="N",
         help="timed values per phase and process (each value of the "
-        "iteration phase is one EM iteration; default 3 quick/default, "
+        "iteration phase is one EM iteration; default 3 quick, 2 default, "
         "5 rigorous)",
     )
     protocol = parser.add_mutually_exclusive_group()
@@ -246,6 +279,23 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="continue the run in --out (default: the latest under "
         "results/): configurations already ok are kept, the rest run",
+    )
+    parser.add_argument(
+        "--rounds",
+        default=None,
+        metavar="MIN[,MAX]",
+        help="fresh processes per configuration: at least MIN undisturbed ones, and up "
+        "to MAX attempts while the CI of the median is wider than +-3%% or a process "
+        "was disturbed (default 1,2 quick, 3,6 default, 3,8 rigorous; MAX defaults "
+        "to 2 x MIN)",
+    )
+    parser.add_argument(
+        "--sweep-budget",
+        type=types.seconds_or_inf,
+        default=None,
+        metavar="SECONDS",
+        help="no extra round (beyond MIN) starts once the sweep has run this long "
+        "(default 150 quick, 600 default, 3600 rigorous; 'inf' for none)",
     )
     parser.add_argument(
         "--time-budget",
@@ -420,6 +470,16 @@ def resolve_sweep(args: argparse.Namespace) -> Sweep:
     strategy_names = list(dict.fromkeys(resolved))
 
     budget = args.time_budget or stored.get("time_budget") or mode.time_budget
+    rounds_text = getattr(args, "rounds", None)
+    if rounds_text is not None:
+        min_processes, max_processes = _parse_rounds(rounds_text)
+    elif stored.get("rounds"):
+        min_processes, max_processes = (int(value) for value in stored["rounds"])
+    else:
+        min_processes, max_processes = mode.rounds
+    sweep_budget = (
+        getattr(args, "sweep_budget", None) or stored.get("sweep_budget") or mode.sweep_budget
+    )
     arguments = {
         "problems": problem_names,
         "mode": mode.name,
@@ -430,6 +490,8 @@ def resolve_sweep(args: argparse.Namespace) -> Sweep:
         "workers": workers,
         "strategies": strategy_names,
         "time_budget": budget,
+        "rounds": [min_processes, max_processes],
+        "sweep_budget": sweep_budget,
         "protocol": asdict(protocol),
     }
     return Sweep(
@@ -444,7 +506,28 @@ def resolve_sweep(args: argparse.Namespace) -> Sweep:
         arguments=arguments,
         resume=bool(args.resume),
         problems=problem_names,
+        min_processes=min_processes,
+        max_processes=max_processes,
+        sweep_budget=float(sweep_budget),
     )
+
+
+def _parse_rounds(text: str) -> tuple[int, int]:
+    """``"3"`` -> (3, 6), ``"3,5"`` -> (3, 5): processes per configuration, at least and at most."""
+    parts = [part.strip() for part in str(text).split(",") if part.strip()]
+    try:
+        numbers = [int(part) for part in parts]
+    except ValueError:
+        numbers = []
+    if len(numbers) not in (1, 2) or min(numbers) < 1:
+        raise InvalidParameterError(
+            f"--rounds: expected MIN or MIN,MAX processes per configuration (>= 1), got {text!r}"
+        )
+    low = numbers[0]
+    high = numbers[1] if len(numbers) == 2 else 2 * low
+    if high < low:
+        raise InvalidParameterError(f"--rounds: MAX must be >= MIN, got {text!r}")
+    return low, high
 
 
 def _warn_other_machine(meta: dict[str, Any], run_dir: Path) -> None:

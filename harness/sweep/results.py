@@ -11,9 +11,17 @@ A run folder ``results/<run-id>/`` holds:
     The tidy table (:data:`TABLE_FILE`): one row per measured value, columns
     :data:`COLUMNS`. A configuration that was skipped or failed has one row with
     ``status`` ``"skipped"`` or ``"failed"``, ``seconds`` NaN and the reason in ``error``.
+    An ``ok`` configuration was measured in several processes (``process`` 0, 1, ...;
+    see :mod:`harness.sweep.rounds`): bootstrap over processes, not over values, and
+    leave out rows whose ``process_disturbed`` is True and configurations whose
+    ``disturbed`` is True.
 ``pyperf/<config-id>.json``
-    pyperf's own files, one per configuration, readable by ``python -m pyperf stats``
-    and ``compare_to``; ``pyperf.json`` merges them into one suite.
+    pyperf's own files, one per configuration (one pyperf run per process and phase),
+    readable by ``python -m pyperf stats`` and ``compare_to``; ``pyperf.json`` merges
+    them into one suite.
+``configs/<config-id>.json``
+    What each of the configuration's processes reported (:data:`CONFIGS_DIR`): its
+    spec, ``runtime_info`` of the strategy, thread pools, check results, wall time.
 ``charts/``, ``report.md``
     Written by ``python -m harness plot``.
 
@@ -51,12 +59,13 @@ from harness.model.problems import DEFAULT_PROBLEM
 if TYPE_CHECKING:  # pandas loads lazily: measurement processes import this module too
     import pandas as pd
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: processes, interference and the stopping rule's columns
 META_FILE = "meta.json"
 TABLE_FILE = "results.csv"
 PARQUET_FILE = "results.parquet"
 PYPERF_DIR = "pyperf"
 PYPERF_SUITE = "pyperf.json"
+CONFIGS_DIR = "configs"
 CHARTS_DIR = "charts"
 REPORT_FILE = "report.md"
 
@@ -90,16 +99,27 @@ COLUMN_TYPES: dict[str, str] = {
     "workers": "int",  # requested worker count
     "phase": "str",  # one of PHASES (LIBRARY_PHASES for kind library)
     "seconds": "float",  # one measured value (wall time of one call); NaN when not ok
-    "value_index": "int",  # 0.. within (configuration, phase)
+    "value_index": "int",  # 0.. within (configuration, phase, process)
+    # the measurement protocol (harness.sweep.rounds, harness.sweep.interference)
+    "process": "int",  # 0.. which of the configuration's processes took the value
+    "foreign_cpu": "float",  # share of the CPUs other programs used while it was timed
+    "tree_cpu": "float",  # the measured process tree's CPU time / wall / workers
+    "process_disturbed": "bool",  # its process was judged disturbed and re-measured
     "status": "str",  # ok / skipped / failed
     "error": "str",  # reason for skipped / failed, else ""
     "config_id": "str",  # see config_id()
     "problem": "str",  # gmm / summarize / pairwise (harness.model.problems); gmm if absent
+    "attempts": "int",  # processes started for the configuration (disturbed ones too)
+    "disturbed": "bool",  # still disturbed or unstable after its last attempt
+    "disturbed_reason": "str",  # why, "" when not disturbed
+    "stopped": "str",  # why sampling stopped: converged / N attempts / time budget used
     "effective_workers": "int",  # workers actually used (threads seen / processes started)
     "oversubscribed": "bool",  # workers > usable cores
     "blas_threads": "int",  # BLAS threads while the strategy ran (threadpoolctl)
     "omp_threads": "int",  # OpenMP threads available to the strategy
     "used_fused": "bool",  # the iteration phase used the fused one-pass path
+    "kernel": "str",  # code path that ran: cython / numpy / python / library ...
+    "inline": "bool",  # no pool: the work ran in the calling thread (joblib at 1 worker)
     "start_method": "str",  # fork / spawn / forkserver for process strategies, else ""
     "bytes_to_workers": "float",  # bytes sent to workers per iteration (process strategies)
     "bytes_from_workers": "float",  # bytes received from workers per iteration
@@ -305,7 +325,7 @@ def read_table(
         raise DataFileError(f"{path} lacks the columns {missing}")
     damage = TableDamage(dropped_damaged=drop_damaged)
     keep: list[list[str]] = [header]
-    seen: set[tuple[str, str, str]] = set()
+    seen: set[tuple[str, str, str, str]] = set()
     cid_at = header.index("config_id") if "config_id" in header else None
     for fields in records[1:]:
         row = dict(zip(header, fields, strict=False))  # lengths checked below
@@ -326,7 +346,7 @@ def read_table(
                 damage.unidentified += 1
             if drop_damaged or not cid:
                 continue
-        key = (cid, row.get("phase", ""), row.get("value_index", ""))
+        key = (cid, row.get("phase", ""), row.get("process", ""), row.get("value_index", ""))
         if cid and key in seen:
             damage.duplicates += 1
             continue
@@ -342,8 +362,10 @@ def read_table(
         table = pd.read_csv(source, keep_default_na=True)
     except Exception as exc:
         raise DataFileError(f"cannot read {path}: {exc}") from exc
-    if "error" in table.columns:
-        table["error"] = table["error"].astype(object).fillna("")
+    # Empty text cells come back from CSV as NaN; the table holds "" (as as_table writes).
+    for column, kind in COLUMN_TYPES.items():
+        if kind == "str" and column in table.columns:
+            table[column] = table[column].astype(object).fillna("")
     if "problem" not in table.columns:  # written before the problem axis: GMM only
         table["problem"] = DEFAULT_PROBLEM
     table["problem"] = table["problem"].astype(object).fillna(DEFAULT_PROBLEM)

@@ -38,15 +38,20 @@ def table_row(
     phase: str = "",
     seconds: float = math.nan,
     value_index: int | None = None,
+    process: int | None = None,
+    interference: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """One row of the tidy table for ``configuration``.
 
     ``result`` is the measurement process's summary (its ``runtime_info`` says what the
     strategy ran with); ``phase``, ``seconds`` and ``value_index`` identify one value
-    of an ``ok`` configuration. A skipped or failed configuration has one row with
+    of an ``ok`` configuration, ``process`` the fresh process it came from (the unit of
+    replication) and ``interference`` its ``foreign_cpu`` and ``tree_cpu`` shares (see
+    :mod:`harness.sweep.interference`). A skipped or failed configuration has one row with
     ``error`` saying why. ``metadata`` is :func:`harness.sweep.metadata.collect_metadata`.
     """
     result = result or {}
+    interference = interference or {}
     info = result.get("runtime_info") or {}
     row: dict[str, Any] = dict.fromkeys(COLUMNS, math.nan)
     row.update(
@@ -60,10 +65,18 @@ def table_row(
         phase=phase,
         seconds=float(seconds),
         value_index=value_index,
+        process=process,
+        foreign_cpu=as_float(interference.get("foreign_cpu")),
+        tree_cpu=as_float(interference.get("tree_cpu")),
+        process_disturbed=False if status == "ok" else None,
         status=status,
         error=error,
         config_id=configuration.config_id,
         problem=configuration.problem,
+        attempts=1 if status == "failed" else 0 if status == "skipped" else None,
+        disturbed=False,
+        disturbed_reason="",
+        stopped="",
         oversubscribed=configuration.oversubscribed,
         start_method=str(info.get("start_method") or ""),
         run_id=run_id,
@@ -78,6 +91,8 @@ def table_row(
             omp_threads=_first_int(info, ("omp_threads", "openmp_threads"))
             or result.get("omp_threads"),
             used_fused=bool(result.get("used_fused")),
+            kernel=str(result.get("kernel") or ""),
+            inline=bool(result.get("inline")),
             bytes_to_workers=as_float(info.get("bytes_to_workers")),
             bytes_from_workers=as_float(info.get("bytes_from_workers")),
             peak_pss_bytes=as_float(result.get("peak_pss_bytes")),
@@ -125,4 +140,11 @@ def plain(value: Any) -> Any:
     return item() if callable(item) else value
 
 
-__all__ = ["as_float", "median", "plain", "table_row"]
+def as_text(value: Any) -> str:
+    """A text cell as read back from CSV (empty cells come back as NaN)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return str(value)
+
+
+__all__ = ["as_float", "as_text", "median", "plain", "table_row"]

@@ -60,6 +60,12 @@ class MeasureSpec:
         ``gmm``, or a micro-problem (:mod:`harness.model.problems`), whose strategies
         are timed through ``prepare(x)`` and ``run()``: phase ``prepare`` and phase
         ``iteration`` (one ``run()``, the whole problem); no ``e_step``/``m_step``.
+    loops : dict or None
+        Loop count per phase, taken from the configuration's first process (in-process
+        mode): later processes skip pyperf's calibration and take one warm-up value
+        instead, so every process's values use the same loop count.
+    process : int
+        Index of this process among the configuration's processes (0 for the first).
     """
 
     workload: str
@@ -77,6 +83,8 @@ class MeasureSpec:
     data_file: str | None = None
     init_file: str | None = None
     problem: str = "gmm"
+    loops: dict[str, int] | None = None
+    process: int = 0
 
     @property
     def config_id(self) -> str:
