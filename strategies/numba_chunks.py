@@ -115,7 +115,7 @@ class NumbaStrategy(Strategy):
         self._compile_source = "cached" if hits and not misses else "cold"
         self._compiled = compiled
         self._threading_layer = str(numba.threading_layer())
-        from strategies.cython_serial import observed_blas_threads
+        from strategies.compiled import observed_blas_threads
 
         self._blas_threads = observed_blas_threads()
 
