@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 
@@ -42,3 +43,44 @@ def test_bad_inputs_are_refused(bad: float) -> None:
         iteration_seconds(10, 2, 1e-8, bad)
     with pytest.raises(ValueError, match="workers"):
         crossover_n(0, 1e-8, 0.01, 1e-8)
+
+
+def test_report_section_shows_measured_inputs_and_labels_the_model(tmp_path) -> None:
+    """The dask section reads configs/<config_id>.json and models 4/16/64 workers."""
+    import json
+
+    from harness.report import analysis as an
+    from harness.report.cluster_section import cluster_section
+    from harness.sweep.results import CONFIGS_DIR
+    from tests.test_findings import _table
+
+    n = 10_000
+    table = _table({("openmp", 1, n): 0.010, ("cython", 1, n): 0.02}, spread=0.01)
+    info = {
+        "scheduler_overhead_seconds": 0.011,
+        "task_seconds_per_point": 2e-6,
+        "startup_seconds": 0.6,
+    }
+    process = {
+        "status": "ok",
+        "spec": {"workload": "quinn", "n": n, "workers": 2},
+        "runtime_info": info,
+    }
+    (tmp_path / CONFIGS_DIR).mkdir()
+    (tmp_path / CONFIGS_DIR / "quinn-dask.json").write_text(
+        json.dumps({"processes": [process, process]})
+    )
+    text = cluster_section(an.analyse(table), tmp_path)
+    assert "| `quinn` | 10,000 | 2 | 11 ms | 2,000.0 ns | 600 ms |" in text
+    assert "A model, not a measurement" in text
+    # openmp about 1 us per point; dask 11 ms + 2 us * n / W: W = 4 wins from about
+    # n = 22,000, more workers sooner
+    crossovers = {}
+    for line in text.splitlines():
+        match = re.match(r"\| `quinn` \| 10,000 \| 2 → (\d+) \|.*\| ([\d,]+) \|$", line)
+        if match:
+            crossovers[int(match[1])] = int(match[2].replace(",", ""))
+    assert set(crossovers) == {4, 16, 64}
+    assert 20_000 < crossovers[4] < 24_000
+    assert crossovers[4] > crossovers[16] > crossovers[64] > 11_000
+    assert cluster_section(an.analyse(table), tmp_path / "nothing") == ""

@@ -110,3 +110,12 @@ def model_table(
         )
         for w in workers
     ]
+
+
+def median_of(values: Iterable[float | None]) -> float:
+    """Median of the finite values, NaN when there are none."""
+    finite = sorted(float(v) for v in values if v is not None and math.isfinite(float(v)))
+    if not finite:
+        return math.nan
+    middle = len(finite) // 2
+    return finite[middle] if len(finite) % 2 else (finite[middle - 1] + finite[middle]) / 2

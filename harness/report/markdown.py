@@ -31,6 +31,7 @@ from harness.report.analysis import (
     Analysis,
     analyse,
 )
+from harness.report.cluster_section import cluster_section
 from harness.report.findings import FINDINGS_FILE
 from harness.report.sections import (
     disturbed_section,
@@ -597,6 +598,7 @@ def render_report(
     parts += [overhead.overhead_section(micro, _image(result, "overhead", "Overhead against work"))]
     parts += [
         peers_section(analysis),
+        cluster_section(analysis, run_dir),
         disturbed_section(analysis),
         not_measured_section(analysis),
         _METHOD,
