@@ -393,15 +393,27 @@ def _print_table(result: dict[str, object], workers: tuple[int, ...]) -> None:
     for name in names:
         for config in (c for c in configs if c.name == name):
             if config.library is not None:
+                # a differenced cost at or below zero is noise, not a negative time
+                fixed = (
+                    f"{_fmt_ms(config.fixed_ms)} ms"
+                    if config.fixed_ms > 0
+                    else "within the noise (differenced to <= 0)"
+                )
                 print(
-                    f"  {name} w{config.workers}: fixed cost {_fmt_ms(config.fixed_ms)} ms per "
-                    f"fit (differenced: fits of 1 and {1 + config.library.extra} iterations)"
+                    f"  {name} w{config.workers}: fixed cost {fixed} per fit "
+                    f"(differenced: fits of 1 and {1 + config.library.extra} iterations)"
                 )
             elif config.kernel_ms is not None:
+                # kernel and iteration are timed in separate rounds: a kernel median above
+                # the iteration's says the rest is inside the noise
+                rest = (
+                    "the rest: derive, params_from_stats"
+                    if config.kernel_ms < config.median_ms
+                    else "the rest is inside the noise"
+                )
                 print(
                     f"  {name} w{config.workers}: kernel only {_fmt_ms(config.kernel_ms)} ms of "
-                    f"the {_fmt_ms(config.median_ms)} ms iteration (the rest: derive, "
-                    "params_from_stats)"
+                    f"the {_fmt_ms(config.median_ms)} ms iteration ({rest})"
                 )
     for config in configs:
         if config.agreement:
