@@ -159,6 +159,8 @@ class Measurement:
         self.dataset: Any = None
         self._ready = False
         self._blas_limit: Any = None
+        #: How long the check's ``prepare`` took (NaN before the check).
+        self.check_prepare_seconds = math.nan
 
     # -- data and strategy --
 
@@ -355,7 +357,9 @@ def run_check(measurement: Measurement) -> tuple[Any, dict[str, Any]]:
     try:
         start = time.perf_counter()
         with sampler or contextlib.nullcontext(), limit_blas(strategy.blas_threads()):
+            preparing = time.perf_counter()
             strategy.prepare(measurement.dataset.X)
+            measurement.check_prepare_seconds = time.perf_counter() - preparing
             params = measurement.init
             for iteration in range(spec.check_iterations):
                 began = time.perf_counter()
@@ -459,7 +463,9 @@ def _run_micro_check(measurement: Measurement) -> tuple[Any, dict[str, Any]]:
     try:
         start = time.perf_counter()
         with sampler or contextlib.nullcontext(), limit_blas(strategy.blas_threads()):
+            preparing = time.perf_counter()
             strategy.prepare(x)
+            measurement.check_prepare_seconds = time.perf_counter() - preparing
             for iteration in range(spec.check_iterations):
                 began = time.perf_counter()
                 with _deadline(allowance if iteration == 0 else None):
@@ -602,14 +608,24 @@ def time_phases(runner: Any, measurement: Measurement, *, in_process: bool) -> l
             # A library's timed call is a pair of whole fits, whatever the loop count.
             differenced = whole_fit and phase != "prepare"
             known = (spec.loops or {}).get(phase)
+            one_off = phase == "prepare" and measurement.check_prepare_seconds >= spec.min_time
             if differenced:
                 runner.args.loops = 1
+            elif one_off:
+                # A long prepare (a pool or a cluster started) is a one-off cost: one
+                # call per value, no calibration or warm-up (the check's prepare warmed
+                # the imports), and one value per process, whose replication is the
+                # configuration's processes.
+                runner.args.loops, runner.args.warmups, runner.args.values = 1, 0, 1
             elif known:  # a later process: the first one's loop count, one warm-up value
                 runner.args.loops, runner.args.warmups = int(known), max(spec.warmups, 1)
             else:  # the calibration's calls warm the phase up
                 runner.args.loops = _calibrated_loops(runner, name, time_func)
                 runner.args.warmups = spec.warmups
-        bench = runner.bench_time_func(name, time_func, metadata=metadata)
+        try:
+            bench = runner.bench_time_func(name, time_func, metadata=metadata)
+        finally:
+            runner.args.values = spec.values
         if bench is not None:
             benchmarks.append(bench)
     return benchmarks

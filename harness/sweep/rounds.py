@@ -11,8 +11,9 @@ every strategy alike), and after each process asks :func:`decide` whether to go 
 The rule, on the ``iteration`` phase (the one the verdicts rest on):
 
 * A process is *disturbed* (:func:`process_disturbance`) when the median
-  ``foreign_cpu`` of its values exceeds :data:`FOREIGN_LIMIT`, or when its own
-  iteration values spread (max/min - 1) beyond :data:`PROCESS_SPREAD_LIMIT`. Its rows
+  ``foreign_cpu`` of its values exceeds :data:`FOREIGN_LIMIT`, or when the median of
+  its own iteration values sits more than :data:`PROCESS_SPREAD_LIMIT` above their
+  fastest (median/min - 1: one slow value among three does not move it). Its rows
   stay in the table (``process_disturbed`` True) but do not count below, and it is
   replaced by another process (another *attempt*).
 * A configuration is *settled* once it has ``min_processes`` undisturbed processes
@@ -35,9 +36,14 @@ Why these thresholds (for the project's 2-core machines):
   must resolve. A quiet machine's daemons stay around a hundredth; the median over a
   process's values keeps the tick resolution of ``/proc/stat`` (see
   :mod:`harness.sweep.interference`) from tripping it.
-* ``PROCESS_SPREAD_LIMIT = 0.10``: values inside one process agree to about two per
-  cent; five times that means something moved during the process (a burst of
-  foreign work between two counter reads, a frequency change, swapping).
+* ``PROCESS_SPREAD_LIMIT = 0.15``: the process's estimate is the median of its values,
+  so what matters is whether that median was displaced, not whether one value was
+  slow (a page fault, a timer tick, the pool's first wake-up: max/min of three values
+  is set by its one outlier). A median displaced by less than the process-to-process
+  variation (up to about ten per cent between quiet processes) adds nothing the
+  interval over processes does not already carry; half again as much means the
+  process ran most of its values in a slower state than its best one, which is a
+  spell of the machine, not the code.
 * ``CI_TARGET = 0.03``: a 10% difference between two configurations is then resolved
   when both are settled.
 * ``UNSTABLE_LIMIT = 0.10``: an interval wider than the process-to-process variation
@@ -53,7 +59,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 FOREIGN_LIMIT = 0.10
-PROCESS_SPREAD_LIMIT = 0.10
+PROCESS_SPREAD_LIMIT = 0.15
 CI_TARGET = 0.03
 UNSTABLE_LIMIT = 0.10
 CONFIDENCE = 0.95
@@ -120,10 +126,11 @@ def process_disturbance(iteration_values: Sequence[float], foreign: Sequence[flo
         return f"other programs took {median(shares):.0%} of the CPUs (limit {FOREIGN_LIMIT:.0%})"
     values = [value for value in iteration_values if math.isfinite(value) and value > 0]
     if len(values) >= 2:
-        spread = max(values) / min(values) - 1
-        if spread > PROCESS_SPREAD_LIMIT:
+        displaced = median(values) / min(values) - 1
+        if displaced > PROCESS_SPREAD_LIMIT:
             return (
-                f"values spread {spread:.0%} within one process (limit {PROCESS_SPREAD_LIMIT:.0%})"
+                f"unsteady: the process's median sits {displaced:.0%} above its fastest value "
+                f"(limit {PROCESS_SPREAD_LIMIT:.0%})"
             )
     return ""
 
