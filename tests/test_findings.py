@@ -226,6 +226,15 @@ def test_slower_with_more_workers_needs_the_interval_below_one() -> None:
     assert "slower_with_more_workers" not in kinds and "no_gain" in kinds
 
 
+def test_a_speedup_over_an_inline_one_worker_run_says_it_compares_a_pool_with_none() -> None:
+    medians = {("einsum", 1, 10_000): 0.010, ("einsum", 2, 10_000): 0.015}
+    inline = _table(medians, spread=0.02, rows={("einsum", 1, 10_000): {"inline": True}})
+    finding = next(f for f in an.analyse(inline).findings if f.kind == "slower_with_more_workers")
+    assert "runs inline, with no pool" in finding.text
+    pooled = an.analyse(_table(medians, spread=0.02)).findings
+    assert not any("inline" in f.text for f in pooled)
+
+
 def test_findings_json_has_the_fields(tmp_path: Path) -> None:
     medians = {
         ("cython", 1, 1_000): 0.010,

@@ -177,9 +177,10 @@ def summarise(table: pd.DataFrame, draws: Draws | None = None) -> pd.DataFrame:
     DataFrame
         One row per measured (workload, n, strategy, workers, phase) with columns
         ``d, k, kind, sequential, median, ci_low, ci_high, single_process, q1, q3, iqr,
-        values, oversubscribed, used_fused, disturbed, disturbed_reason,
+        values, oversubscribed, used_fused, inline, disturbed, disturbed_reason,
         effective_workers, bytes_to_workers, bytes_from_workers, peak_pss_bytes`` (the
-        last three: median of the recorded values, NaN if none).
+        last three: median of the recorded values, NaN if none; ``inline``: the work ran
+        in the calling thread, with no pool).
     """
     ok = table[table["status"] == "ok"]
     columns = [
@@ -198,6 +199,7 @@ def summarise(table: pd.DataFrame, draws: Draws | None = None) -> pd.DataFrame:
         "values",
         "oversubscribed",
         "used_fused",
+        "inline",
         "disturbed",
         "disturbed_reason",
         "effective_workers",
@@ -220,6 +222,7 @@ def summarise(table: pd.DataFrame, draws: Draws | None = None) -> pd.DataFrame:
             values=("seconds", "count"),
             oversubscribed=("oversubscribed", "any"),
             used_fused=("used_fused", "any"),
+            inline=("inline", lambda flags: bool(flags.fillna(False).astype(bool).any())),
             disturbed=("disturbed", "any"),
             disturbed_reason=("disturbed_reason", lambda r: "; ".join(sorted(set(r) - {""}))),
             effective_workers=("effective_workers", "median"),
@@ -268,6 +271,7 @@ _SCALING_COLUMNS = [
     "disturbed",
     "disturbed_reason",
     "rests_on_disturbed",
+    "inline_1w",
     "speedup_self",
     "speedup_self_low",
     "speedup_self_high",
@@ -308,7 +312,9 @@ def scaling(summary: pd.DataFrame, draws: Draws | None = None) -> pd.DataFrame:
         with ``_low`` / ``_high`` interval columns (NaN where the reference was not
         measured); ``best_1w_strategy`` is the fastest *undisturbed* 1-worker strategy;
         ``rests_on_disturbed`` marks a row whose own configuration, own 1-worker
-        configuration or 1-worker reference is disturbed.
+        configuration or 1-worker reference is disturbed; ``inline_1w`` marks a row
+        whose own 1-worker run had no pool (its ``speedup_self`` compares a pool with
+        no pool).
     """
     iteration = summary[summary["phase"] == HEADLINE_PHASE].copy()
     if iteration.empty:
@@ -316,9 +322,10 @@ def scaling(summary: pd.DataFrame, draws: Draws | None = None) -> pd.DataFrame:
     draws = draws or Draws()
     iteration = iteration.rename(columns={"median": "seconds"}).drop(columns=["phase", "iqr"])
     one = iteration[iteration["workers"] == 1]
-    own_1w = one.set_index(["workload", "n", "strategy"])[["seconds", "disturbed"]]
-    own_1w.columns = ["seconds_1w", "disturbed_1w"]
+    own_1w = one.set_index(["workload", "n", "strategy"])[["seconds", "disturbed", "inline"]]
+    own_1w.columns = ["seconds_1w", "disturbed_1w", "inline_1w"]
     iteration = iteration.join(own_1w, on=["workload", "n", "strategy"])
+    iteration["inline_1w"] = iteration["inline_1w"].astype("boolean").fillna(False).astype(bool)
     iteration["speedup_self"] = iteration["seconds_1w"] / iteration["seconds"]
 
     clean_one = one[~one["disturbed"].astype(bool)]

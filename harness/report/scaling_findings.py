@@ -294,6 +294,16 @@ def _overhead_reason(
 # --------------------------------------------------------------------------------------
 
 
+def _pool_note(row: pd.Series) -> str:
+    """Say so when a speedup over one worker compares a pool with no pool."""
+    if bool(row.get("inline_1w", False)):
+        return (
+            f" At 1 worker {code(str(row.name))} runs inline, with no pool, so this "
+            "speedup compares a pool with no pool, not the pool's own scaling."
+        )
+    return ""
+
+
 def _efficiency_text(row: pd.Series) -> str:
     value, low = row["efficiency"], row["efficiency_low"]
     if value > 1 and not (math.isfinite(low) and low > 1):
@@ -350,7 +360,8 @@ def scaling_findings(analysis: Analysis, workload: str) -> list[Finding]:
         )
         text = (
             f"**{workload}**: {code(best_name)} scales best at n = {fmt_n(n)}: {speedup} "
-            f"from 1 to {p_top} workers ({_efficiency_text(best)}, {_karp_flatt_text(best)}). "
+            f"from 1 to {p_top} workers ({_efficiency_text(best)}, "
+            f"{_karp_flatt_text(best)}).{_pool_note(best)} "
         )
         shown = [p for p in MODEL_CORES if bool(model[f"model_{p}_shown"])]
         dropped = [p for p in MODEL_CORES if p not in shown]
@@ -398,7 +409,7 @@ def scaling_findings(analysis: Analysis, workload: str) -> list[Finding]:
                     f"**{workload}**: at n = {fmt_n(n)}, {code(name)} is slower with "
                     f"{p_top} workers than with 1 (speedup {fmt_ratio_ci(value, low, high)}): "
                     "coordinating the extra worker costs more than the share of work it "
-                    "takes over.",
+                    f"takes over.{_pool_note(row)}",
                     workload,
                     n,
                     p_top,
@@ -419,7 +430,8 @@ def scaling_findings(analysis: Analysis, workload: str) -> list[Finding]:
                 Finding(
                     "no_gain",
                     f"**{workload}**: at n = {fmt_n(n)}, {code(name)} {gain} from "
-                    f"{p_top} workers (speedup {fmt_ratio_ci(value, low, high)}).",
+                    f"{p_top} workers (speedup {fmt_ratio_ci(value, low, high)})."
+                    f"{_pool_note(row)}",
                     workload,
                     n,
                     p_top,
