@@ -16,7 +16,14 @@ then finds where each strategy's speed-up first exceeds :data:`PAYS_OFF` (1.0) a
 :data:`NEAR_LINEAR` (1.8). A crossing is placed by log-linear interpolation between
 the last measured size below the threshold and the first above it (between measured
 sizes, not beyond); a strategy above the threshold at its smallest size "already
-exceeds" it there. Speed-ups are ratios of medians, without a confidence interval.
+exceeds" it there.
+
+Each speed-up carries the report's 95% interval (:mod:`harness.report.uncertainty`:
+hierarchical bootstrap over processes, widened when a side was measured in one process
+only). A crossing's interval is where the interval's upper end first exceeds the
+threshold (the earliest the data allow) and where its lower end does (the latest);
+when the lower end never does, the crossing is not established beyond the noise at the
+sizes measured, and the report says so.
 
 It reads the table only; it may not touch the sweep, the strategies or other charts.
 """
@@ -30,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from harness.model.problems import PROBLEMS, problem_of_workload
+from harness.report import uncertainty as unc
 
 #: Speed-up at which parallel work starts to pay.
 PAYS_OFF = 1.0
@@ -49,10 +57,15 @@ class Crossing:
         Work per task at the crossing (None: never exceeded in this run).
     already : bool
         Exceeded at the smallest measured size (``work`` is that size's).
+    earliest, latest : float or None
+        The crossing's interval: where the speed-up's upper and lower 95% bounds first
+        exceed the threshold (None: that bound never does at the sizes measured).
     """
 
     work: float | None
     already: bool = False
+    earliest: float | None = None
+    latest: float | None = None
 
 
 def overhead_frame(table: pd.DataFrame) -> pd.DataFrame:
@@ -62,9 +75,11 @@ def overhead_frame(table: pd.DataFrame) -> pd.DataFrame:
     -------
     DataFrame
         Columns ``problem``, ``work_unit``, ``workload``, ``strategy``, ``kind``, ``n``,
-        ``work_per_task``, ``seconds_1``, ``seconds_2``, ``speedup``; sorted by
-        strategy and work. Empty when the run has no micro-problem measured at both
-        worker counts.
+        ``work_per_task``, ``seconds_1``, ``seconds_2``, ``speedup``,
+        ``speedup_low``, ``speedup_high`` (its 95% interval); sorted by strategy and
+        work. Empty when the run has no micro-problem measured at both worker counts.
+        Disturbed configurations are left out; ``attrs["left_out"]`` lists their
+        ``config_id``.
     """
     columns = [
         "problem",
@@ -77,6 +92,8 @@ def overhead_frame(table: pd.DataFrame) -> pd.DataFrame:
         "seconds_1",
         "seconds_2",
         "speedup",
+        "speedup_low",
+        "speedup_high",
     ]
     if table.empty or "problem" not in table.columns:
         return pd.DataFrame(columns=columns)
@@ -87,8 +104,15 @@ def overhead_frame(table: pd.DataFrame) -> pd.DataFrame:
         & table["problem"].isin(list(PROBLEMS))
         & table["workers"].isin(WORKERS)
     ].copy()
+    left_out: list[str] = []
+    if "disturbed" in ok.columns:  # no claim rests on a disturbed configuration
+        flagged = ok["disturbed"].astype("boolean").fillna(False).astype(bool)
+        left_out = sorted(set(ok.loc[flagged, "config_id"].astype(str)))
+        ok = ok[~flagged]
     if ok.empty:
-        return pd.DataFrame(columns=columns)
+        empty = pd.DataFrame(columns=columns)
+        empty.attrs["left_out"] = left_out
+        return empty
     ok["seconds"] = pd.to_numeric(ok["seconds"], errors="coerce")
     medians = (
         ok.groupby(["problem", "workload", "strategy", "kind", "n", "workers"])["seconds"]
@@ -98,12 +122,30 @@ def overhead_frame(table: pd.DataFrame) -> pd.DataFrame:
     if not all(w in medians.columns for w in WORKERS):
         return pd.DataFrame(columns=columns)
     medians = medians.dropna(subset=list(WORKERS)).reset_index()
+    unit = unc.unit_column(list(ok.columns))
+    samples = {
+        key: (
+            group["seconds"].to_numpy(dtype=float),
+            group[unit].astype(str).to_numpy() if unit else None,
+        )
+        for key, group in ok.groupby(["workload", "strategy", "n", "workers"])
+    }
+
+    def draws(workload: str, strategy: str, n: int, workers: int) -> tuple[np.ndarray, bool]:
+        values, units = samples[(workload, strategy, n, workers)]
+        rng = unc.seeded_rng((workload, n, strategy, workers, "iteration"))
+        single = units is None or len(set(units)) < 2
+        return unc.median_draws(values, units, rng=rng), single
+
     rows = []
     for _, record in medians.iterrows():
         problem = problem_of_workload(str(record["workload"]))
         n = int(record["n"])
         tasks = max(1, min(WORKERS[1], n))
         s1, s2 = float(record[WORKERS[0]]), float(record[WORKERS[1]])
+        one, one_single = draws(record["workload"], record["strategy"], n, WORKERS[0])
+        two, two_single = draws(record["workload"], record["strategy"], n, WORKERS[1])
+        low, high = unc.ratio_interval(one, two, int(one_single) + int(two_single))
         rows.append(
             {
                 "problem": problem.name,
@@ -116,16 +158,17 @@ def overhead_frame(table: pd.DataFrame) -> pd.DataFrame:
                 "seconds_1": s1,
                 "seconds_2": s2,
                 "speedup": s1 / s2 if s2 > 0 else math.nan,
+                "speedup_low": low,
+                "speedup_high": high,
             }
         )
     frame = pd.DataFrame(rows, columns=columns)
-    return frame.sort_values(["problem", "strategy", "work_per_task"]).reset_index(drop=True)
+    frame = frame.sort_values(["problem", "strategy", "work_per_task"]).reset_index(drop=True)
+    frame.attrs["left_out"] = left_out
+    return frame
 
 
-def crossing(points: pd.DataFrame, threshold: float) -> Crossing:
-    """Where the speed-up (rows sorted by work) first exceeds ``threshold``."""
-    work = points["work_per_task"].to_numpy(dtype=float)
-    speedup = points["speedup"].to_numpy(dtype=float)
+def _first_above(work: np.ndarray, speedup: np.ndarray, threshold: float) -> Crossing:
     above = np.flatnonzero(speedup > threshold)
     if above.size == 0:
         return Crossing(None)
@@ -136,6 +179,26 @@ def crossing(points: pd.DataFrame, threshold: float) -> Crossing:
     s0, s1 = speedup[first - 1], speedup[first]
     fraction = (threshold - s0) / (s1 - s0) if s1 != s0 else 1.0
     return Crossing(10 ** (w0 + fraction * (w1 - w0)))
+
+
+def crossing(points: pd.DataFrame, threshold: float) -> Crossing:
+    """Where the speed-up (rows sorted by work) first exceeds ``threshold``, with the
+    interval given by the speed-up's bounds (columns ``speedup_low``/``speedup_high``,
+    when present)."""
+    work = points["work_per_task"].to_numpy(dtype=float)
+    found = _first_above(work, points["speedup"].to_numpy(dtype=float), threshold)
+    bounds = {}
+    for column in ("speedup_high", "speedup_low"):
+        if column in points.columns:
+            values = points[column].to_numpy(dtype=float)
+            bounds[column] = _first_above(work, np.nan_to_num(values, nan=-np.inf), threshold)
+    earliest, latest = bounds.get("speedup_high"), bounds.get("speedup_low")
+    return Crossing(
+        found.work,
+        found.already,
+        earliest.work if earliest else None,
+        latest.work if latest else None,
+    )
 
 
 def crossings(frame: pd.DataFrame) -> dict[tuple[str, str], dict[float, Crossing]]:
@@ -151,7 +214,9 @@ def crossings(frame: pd.DataFrame) -> dict[tuple[str, str], dict[float, Crossing
 
 def overhead_chart(frame: pd.DataFrame, styles: dict) -> object | None:
     """One panel per problem: speed-up against work per task (log x), one line per
-    strategy, hollow marks where it first exceeds 1.0 and filled stars at 1.8.
+    strategy with its 95% interval as error bars, hollow marks where it first exceeds
+    1.0 and filled stars at 1.8, each with the crossing's interval as a band along the
+    threshold line.
 
     Returns
     -------
@@ -171,7 +236,7 @@ def overhead_chart(frame: pd.DataFrame, styles: dict) -> object | None:
             style = styles.get(strategy)
             colour = style.colour if style else None
             marker = style.marker if style else "o"
-            axis.plot(
+            lines = axis.plot(
                 points["work_per_task"],
                 points["speedup"],
                 marker=marker,
@@ -180,10 +245,33 @@ def overhead_chart(frame: pd.DataFrame, styles: dict) -> object | None:
                 linewidth=1.2,
                 markersize=4,
             )
+            colour = colour or lines[0].get_color()
+            if {"speedup_low", "speedup_high"} <= set(points.columns):
+                speedup = points["speedup"].to_numpy(dtype=float)
+                below = np.clip(speedup - points["speedup_low"].to_numpy(dtype=float), 0, None)
+                above = np.clip(points["speedup_high"].to_numpy(dtype=float) - speedup, 0, None)
+                axis.errorbar(
+                    points["work_per_task"],
+                    speedup,
+                    yerr=np.nan_to_num(np.vstack([below, above])),
+                    fmt="none",
+                    ecolor=colour,
+                    elinewidth=0.8,
+                    capsize=2,
+                )
             for threshold, symbol in ((PAYS_OFF, "o"), (NEAR_LINEAR, "*")):
                 where = found[(problem, strategy)][threshold]
                 if where.work is None:
                     continue
+                if where.earliest is not None:  # the crossing's interval, along the line
+                    axis.plot(
+                        [where.earliest, where.latest or points["work_per_task"].max()],
+                        [threshold, threshold],
+                        color=colour,
+                        linewidth=3,
+                        alpha=0.35,
+                        solid_capstyle="butt",
+                    )
                 axis.plot(
                     [where.work],
                     [threshold],
@@ -215,9 +303,16 @@ def _fmt_work(value: float | None) -> str:
 
 def _describe(where: Crossing, unit: str) -> str:
     if where.work is None:
+        if where.earliest is not None:
+            return f"not beyond the noise (possible from {_fmt_work(where.earliest)} {unit})"
         return "never in this run"
     text = f"{_fmt_work(where.work)} {unit}"
-    return f"already at {text}" if where.already else f"from about {text}"
+    text = f"already at {text}" if where.already else f"from about {text}"
+    if where.latest is None:
+        return f"{text} (95% CI: not established beyond the noise at the sizes measured)"
+    if where.earliest is not None and not where.already:
+        return f"{text} (95% CI {_fmt_work(where.earliest)} to {_fmt_work(where.latest)})"
+    return text
 
 
 def overhead_section(frame: pd.DataFrame, image: str) -> str:
@@ -230,8 +325,15 @@ def overhead_section(frame: pd.DataFrame, image: str) -> str:
     image : str
         The markdown that embeds the chart (or says why there is none).
     """
+    left_out = frame.attrs.get("left_out", [])
+    note = (
+        f"{len(left_out)} disturbed micro-problem configuration(s) are left out of this "
+        "section (see *Disturbed configurations*)."
+        if left_out
+        else ""
+    )
     if frame.empty:
-        return ""
+        return f"## Overhead against work (micro-problems)\n\n{note}\n" if note else ""
     found = crossings(frame)
     lines = [
         "## Overhead against work (micro-problems)",
@@ -240,7 +342,9 @@ def overhead_section(frame: pd.DataFrame, image: str) -> str:
         "task carries (one task per worker). Hollow circles: where the speed-up first "
         f"exceeds {PAYS_OFF:g} (parallel work starts to pay); stars: where it first "
         f"exceeds {NEAR_LINEAR:g} (near-linear). Crossings are interpolated between "
-        "measured sizes; speed-ups are ratios of medians, without confidence intervals.",
+        "measured sizes. Error bars and the crossings' intervals are 95% bootstrap "
+        "intervals over processes; a crossing whose lower bound never exceeds the "
+        "threshold is not established beyond the noise.",
         "",
         image,
         "",
@@ -254,10 +358,17 @@ def overhead_section(frame: pd.DataFrame, image: str) -> str:
         lines.append(
             f"| {problem} | `{strategy}` | {points['kind'].iloc[0]} | "
             f"{_describe(marks[PAYS_OFF], unit)} | {_describe(marks[NEAR_LINEAR], unit)} | "
-            f"{largest['speedup']:.2f}x at {_fmt_work(largest['work_per_task'])} |"
+            f"{_fmt_speedup(largest)} at {_fmt_work(largest['work_per_task'])} |"
         )
-    lines += ["", *_claims(frame, found), ""]
+    lines += ["", *_claims(frame, found), "", *([note, ""] if note else [])]
     return "\n".join(lines)
+
+
+def _fmt_speedup(point: pd.Series) -> str:
+    low, high = point.get("speedup_low", math.nan), point.get("speedup_high", math.nan)
+    if math.isfinite(low) and math.isfinite(high):
+        return f"{point['speedup']:.2f}x (95% CI {low:.2f}–{high:.2f})"
+    return f"{point['speedup']:.2f}x"
 
 
 def _claims(frame: pd.DataFrame, found: dict) -> list[str]:

@@ -19,6 +19,11 @@ let a test of a hung process end in seconds rather than after the real time limi
 ``GMM_HARNESS_STOP_GRACE="<seconds>"``
     Seconds a configuration process gets after SIGTERM before SIGKILL, instead of
     :data:`harness.sweep.processes.STOP_GRACE_SECONDS` (read by the runner).
+``GMM_HARNESS_IGNORE_DISTURBANCE=1``
+    The runner judges no process disturbed or unsteady (read by the runner). For
+    tests of a sweep's plumbing (tables, charts, report sections) that must produce
+    their findings even when the test suite shares the machine with other work; the
+    interference tests leave it unset.
 
 May not import a strategy, NumPy or anything that times; it only wraps the methods
 of a strategy object it is handed.
@@ -39,6 +44,7 @@ ENV_FAULT = "GMM_HARNESS_FAULT"
 ENV_SLOWDOWN = "GMM_HARNESS_SLOWDOWN"
 ENV_TIME_LIMIT = "GMM_HARNESS_TIME_LIMIT"
 ENV_STOP_GRACE = "GMM_HARNESS_STOP_GRACE"
+ENV_IGNORE_DISTURBANCE = "GMM_HARNESS_IGNORE_DISTURBANCE"
 FAULT_ACTIONS = ("raise", "crash", "hang")
 #: Exit status of a process killed by the ``crash`` fault hook.
 CRASH_EXIT_STATUS = 70
@@ -106,6 +112,12 @@ def stop_grace(default: float) -> float:
     return _seconds(ENV_STOP_GRACE, text) if text else default
 
 
+def disturbance_ignored() -> bool:
+    """True when ``GMM_HARNESS_IGNORE_DISTURBANCE`` asks the runner to judge no process
+    disturbed."""
+    return os.environ.get(ENV_IGNORE_DISTURBANCE, "").strip() not in ("", "0")
+
+
 def install_fault(strategy: Any) -> None:
     """Replace the strategy's E-step entry points by the requested fault (test hook)."""
     action = fault_for(strategy.name)
@@ -136,10 +148,12 @@ def install_fault(strategy: Any) -> None:
 __all__ = [
     "CRASH_EXIT_STATUS",
     "ENV_FAULT",
+    "ENV_IGNORE_DISTURBANCE",
     "ENV_SLOWDOWN",
     "ENV_STOP_GRACE",
     "ENV_TIME_LIMIT",
     "FAULT_ACTIONS",
+    "disturbance_ignored",
     "fault_for",
     "install_fault",
     "slowdown_for",

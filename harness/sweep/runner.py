@@ -184,7 +184,7 @@ from typing import Any
 
 from harness.model.errors import InvalidParameterError
 from harness.model.threads import OversubscriptionWarning, thread_env, usable_cores
-from harness.sweep.faults import stop_grace, time_limit_for
+from harness.sweep.faults import disturbance_ignored, stop_grace, time_limit_for
 from harness.sweep.formats import format_seconds, to_json, write_atomic, write_text_atomic
 from harness.sweep.interference import run_interference
 from harness.sweep.lock import LOCK_FILE, run_folder_lock
@@ -937,8 +937,13 @@ class SweepRunner:
             entry["fc"].append(float(row["foreign_cpu"]))
             if row["phase"] == DECIDING_PHASE:
                 entry["it"].append(float(row["seconds"]))
+        ignore = disturbance_ignored()  # test hook
         state.records = [
-            ProcessRecord(index, median(entry["it"]), process_disturbance(entry["it"], entry["fc"]))
+            ProcessRecord(
+                index,
+                median(entry["it"]),
+                "" if ignore else process_disturbance(entry["it"], entry["fc"]),
+            )
             for index, entry in sorted(per_process.items())
         ]
         decision = decide(
