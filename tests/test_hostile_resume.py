@@ -24,7 +24,7 @@ import pytest
 
 from harness import cli
 from harness.model.errors import Terminated
-from harness.sweep import processes, runner
+from harness.sweep import folder, processes, runner
 from harness.sweep.lock import LOCK_FILE, RunFolderBusyError, run_folder_lock
 from harness.sweep.results import META_FILE, PYPERF_DIR, TABLE_FILE, load_meta, read_table
 from tests.test_runner import assert_consistent, statuses
@@ -240,13 +240,13 @@ def test_merge_sweep_arguments_unions_lists() -> None:
         "resolved_sizes": {"highdim": [500]},
         "mode": "quick",
     }
-    merged = runner.merge_sweep_arguments(stored, new)
+    merged = folder.merge_sweep_arguments(stored, new)
     assert merged["workloads"] == ["quinn", "highdim"]
     assert merged["workers"] == [1, 2, 4]
     assert merged["strategies"] == ["a", "b", "c"]
     assert merged["resolved_sizes"] == {"quinn": [1000, 2000], "highdim": [500]}
     assert merged["sizes"] == [500, 1000, 2000] and merged["mode"] == "quick"
-    both_default = runner.merge_sweep_arguments(stored, {**new, "sizes": None})
+    both_default = folder.merge_sweep_arguments(stored, {**new, "sizes": None})
     assert both_default["sizes"] is None
 
 

@@ -16,155 +16,17 @@ layout of :mod:`harness.sweep.results` (``meta.json``, ``results.csv`` and
 ``results.parquet``, ``pyperf/<config-id>.json`` and the merged ``pyperf.json``,
 ``configs/<config-id>.json`` with every process's report and ``runtime_info``).
 
-This module runs a sweep and keeps its results folder consistent; what to run is
-decided in :mod:`harness.sweep.plan` (options, resume, budget estimates), processes
-are started and stopped by :mod:`harness.sweep.processes`, and each configuration is
-timed by :mod:`harness.sweep.measure`. It never runs a strategy (the measurement
-process does) and writes nothing outside the run folder.
+This module runs a sweep: the rounds, the stopping rule's decisions
+(:mod:`harness.sweep.rounds`), the budget and the progress. What to run is decided in
+:mod:`harness.sweep.plan` (options, resume, budget estimates); the run folder is kept
+by :mod:`harness.sweep.folder`; measurement processes are started by
+:mod:`harness.sweep.launch` (process groups: :mod:`harness.sweep.processes`) and each
+configuration is timed by :mod:`harness.sweep.measure`. It never runs a strategy (the
+measurement process does) and writes nothing outside the run folder.
 
-Protocols (``--quick`` / default / ``--rigorous``)
---------------------------------------------------
-See :data:`harness.sweep.plan.MODES`. Every protocol runs pyperf: loop calibration,
-warm-ups and several values per phase. Quick and default time in-process (the
-configuration's own fresh process is the pyperf worker); rigorous lets pyperf spawn
-its own worker processes for every phase (see :mod:`harness.sweep.measure` for why).
-Quick is what CI runs (``make bench-ci``): one size per workload, shorter values,
-<= 3 minutes on two cores; the default sweep (``make bench``) is every strategy on
-the three workloads at two or three sizes each, workers 1 and 2, <= 15 minutes.
-
-Processes, rounds and interference
-----------------------------------
-Processes are the unit of replication: two processes of one configuration differ far
-more than two values of one process. Every configuration is therefore measured in
-several fresh processes, interleaved in *rounds*: round r starts one process for each
-configuration still sampling, in run order, so a slow spell of the machine falls on
-many strategies alike instead of on all the processes of one. Every value records
-the CPU share other programs took while it was timed (``foreign_cpu``) and the
-measured tree's own use (``tree_cpu``), read by a pyperf hook around each value
-(:mod:`harness.sweep.interference`). After each process the stopping rule of
-:mod:`harness.sweep.rounds` decides: a disturbed process is replaced, a configuration
-whose median is known to +-3% (95% bootstrap CI over its processes) stops, one that
-runs out of attempts (``--rounds MIN,MAX``) or of sweep budget stops as it stands and
-is flagged ``disturbed`` with the reason when its processes were disturbed or its CI
-is too wide for any verdict. The progress bar counts processes and says when a
-configuration is re-measured and why.
-
-How the default sweep stays inside its 15 minutes with three processes per
-configuration instead of one:
-
-* two values per phase and process instead of three (values inside one process
-  agree closely; the information is in the processes), and no separate warm-up:
-  the check iterations and pyperf's calibration calls precede the values in the same
-  process;
-* a configuration's later processes reuse the first process's loop counts (no
-  calibration: one warm-up value instead) and run one check iteration instead of
-  three (the first process's check is the correctness check; later ones only warm
-  up), so a later process costs its start-up and its own values;
-* each workload size is generated once per sweep and kept on disk until the end, so
-  rounds never regenerate data;
-* the measurement process imports only its own strategy's module;
-* extra rounds (beyond MIN) start only while the sweep's wall time is within
-  ``--sweep-budget`` (600 s by default): a configuration gets its next process only
-  if its previous process's duration still fits. The budget is per session: a
-  resumed sweep starts a new one. The mandatory rounds always run.
-
-Decisions a user should know
-----------------------------
-* **Serial strategies** (class attribute ``parallel`` False: python, scipy,
-  sklearn, cython) run only at the smallest requested worker count; at the others
-  they get one ``skipped`` row saying so. More workers cannot make them use more
-  cores; all they would change is the BLAS thread count of a few library calls,
-  which is not the comparison a worker sweep is for, and it would cost a quarter of
-  the sweep.
-* **Unavailable strategies** (not built here, optional package missing) get one
-  ``skipped`` row per configuration with the registry's reason.
-* **Time budget** (``--time-budget``, default per protocol): the estimated seconds
-  of the timed work of one configuration's first process
-  (:func:`harness.sweep.spec.configuration_seconds`).
-  The per-iteration time is extrapolated from the same strategy, workload and
-  worker count measured at smaller sizes in this run
-  (:func:`harness.sweep.spec.iteration_seconds_at`: linear from one size, affine from
-  two). An estimate over ``PROBE_MARGIN`` x budget skips the configuration
-  outright; when there is no estimate, or it is over budget by less than that, the
-  measurement process uses the first check iteration at the real size as a probe,
-  under a deadline. A configuration over budget is recorded ``skipped`` with the
-  estimate and where it came from. This is how pure Python at millions of points
-  is left out: nothing is hard-coded. ``--time-budget inf`` disables it. The
-  budget judges estimates, so on a busy machine a configuration near it may be
-  skipped that an idle one would run.
-* **Time limit**: a configuration process that runs longer than
-  ``TIMEOUT_SLACK + TIMEOUT_FACTOR * budget`` seconds is stopped with its whole
-  process group (SIGTERM, so it closes its pools; SIGKILL when it does not exit;
-  its resource trackers are given time to delete shared memory and memmap folders)
-  and recorded ``failed: timed out after N s``. (Tests shorten the limit and the
-  grace periods through the hooks of :mod:`harness.sweep.faults`.) A strategy that
-  raises or a process that dies is recorded ``failed`` with its error; the sweep
-  goes on. Any process a configuration leaves behind is killed with its group.
-* **joblib at one worker runs inline**: ``joblib-threads`` and ``joblib-processes``
-  at ``workers=1`` follow joblib's own rule for ``n_jobs=1`` and run every task in the
-  calling thread, with no pool. That is what a joblib user gets, so it is what is
-  measured, and its rows say so (``inline`` True, from ``runtime_info``). Their
-  "speedup over one worker" therefore compares a pool with no pool; the verdict
-  side must label it so (or compare the pool against the same kernel's serial
-  strategy, ``cython``), never present it as the pool's own scaling. A real
-  one-worker joblib pool would need joblib's fallback to be overridden through its
-  private backend API, and would measure something no joblib user runs.
-* **Oversubscription**: more workers than usable cores is measured when asked for,
-  with a warning, and those rows have ``oversubscribed`` True.
-* **Interruption and resume**: each finished process is written at once,
-  atomically (temporary file + ``os.replace``; Ctrl-C is held back while the files
-  are replaced; its pyperf runs are written before its rows), so Ctrl-C keeps every
-  finished process. ``--resume`` (the latest run, or ``--out DIR``) keeps every
-  ``ok`` configuration whose pyperf file holds one run per process in the table;
-  those that had stopped sampling stay as they are, those still sampling get their
-  next process in the first round. Every other configuration runs again from its
-  first process, ``failed`` and ``skipped`` included: a failure may have been
-  transient and a skip depends on the budget and on what is built, both of which may have
-  changed. Options not given again are taken from the run's ``meta.json``. A
-  folder written by another results schema, or with another timing protocol, is
-  refused rather than mixed; another machine or commit is allowed with a warning
-  (the rows record what each configuration ran on). SIGTERM stops a sweep as
-  Ctrl-C does (exit 143 "terminated" rather than 130 "interrupted").
-* **A damaged table is not trusted**: on resume, a configuration counts as done only
-  when its rows are exactly its pyperf file's values, phase by phase and index by
-  index; a row cut short, a ``seconds`` that does not parse, a deleted phase or a
-  damaged pyperf file makes it run again (with a warning naming it). Duplicate rows
-  and repeated header lines are dropped with a warning
-  (:func:`harness.sweep.results.read_table`). A resume with narrower options leaves
-  ``meta.json``'s ``sweep`` fields describing everything the table holds (the union,
-  :func:`merge_sweep_arguments`); each session records its own ``arguments``.
-* **One writer per folder**: the runner holds an exclusive lock on ``<run>/.lock``
-  (:mod:`harness.sweep.lock`) while it writes; a second sweep on the same folder is
-  refused with the holder's pid. The kernel releases it when the holder dies.
-* **Exit status**: 0 when every configuration was measured or skipped, 1 when any
-  failed (listed on stderr at the end), 2 for bad options, before anything is
-  written (a size that cannot fit in memory included: :func:`check_sweep_memory`).
-* **Rows**: an ``ok`` configuration has one row per pyperf value (warm-ups and
-  calibration excluded) of each phase and process (``process`` 0, 1, ...; in the
-  rigorous mode each pyperf worker process of a round gets its own index, and the
-  stopping rule groups a round's workers as one attempt); ``attempts``,
-  ``disturbed``, ``disturbed_reason`` and ``stopped`` describe the configuration and
-  repeat on its rows; ``process_disturbed`` marks the rows of a process that was
-  replaced (verdicts leave those rows out); ``final_loglik`` and
-  ``iterations_checked`` come from the first process's full check;
-  ``kernel`` names the code path that ran (``runtime_info()["kernel"]`` where the
-  strategy reports one, else derived: ``cython`` for compiled strategies, ``numpy``,
-  ``scipy``, ``sklearn``, ``python``); ``effective_workers``, ``start_method``,
-  ``bytes_to_workers``/``bytes_from_workers`` (as the strategy reports them, per
-  iteration) come from ``Strategy.runtime_info()`` of the check fit, falling back to
-  the requested count for parallel strategies and 1 for serial ones;
-  ``blas_threads``/``omp_threads`` are the workers' own counts where the strategy
-  reports them (process pools), else what threadpoolctl saw in the measurement
-  process under the driver's limit; ``date`` is when the configuration finished.
-
-``meta.json`` holds ``schema_version``, ``run_id``, ``created``, ``updated``,
-``status`` (running / interrupted / complete), ``sessions`` (one per invocation:
-start, end, commit, host, status), ``sweep`` (the resolved options and the timing
-``protocol``), ``host``, ``versions``, ``build`` (compiler, flags, OpenMP, kernel build
-info), ``git_commit``, ``git_dirty``, ``metadata`` (everything
-:func:`harness.sweep.metadata.collect_metadata` returned), ``strategies`` (kind,
-availability and reason of every registered strategy) and ``configurations``
-(counts by status in the latest session).
+The protocols, the rounds and the stopping rule, the budget, resume, the exit status,
+the rows and ``meta.json`` are described in ``harness/sweep/README.md``: what a user of
+the sweep must know, kept next to the code that implements it.
 """
 
 from __future__ import annotations
@@ -183,12 +45,13 @@ from pathlib import Path
 from typing import Any
 
 from harness.model.errors import InvalidParameterError
-from harness.model.threads import OversubscriptionWarning, thread_env, usable_cores
-from harness.sweep.faults import disturbance_ignored, stop_grace, time_limit_for
-from harness.sweep.formats import format_seconds, to_json, write_atomic, write_text_atomic
-from harness.sweep.interference import run_interference
+from harness.model.threads import OversubscriptionWarning, usable_cores
+from harness.sweep.faults import disturbance_ignored
+from harness.sweep.folder import WORK_DIR, RunFolder
+from harness.sweep.formats import format_seconds, write_text_atomic
+from harness.sweep.launch import measure_in_process, process_rows, time_limit
 from harness.sweep.lock import LOCK_FILE, run_folder_lock
-from harness.sweep.metadata import collect_metadata, now_iso
+from harness.sweep.metadata import now_iso
 from harness.sweep.plan import (
     Configuration,
     Estimator,
@@ -198,24 +61,11 @@ from harness.sweep.plan import (
     resolve_sweep,
 )
 from harness.sweep.processes import (
-    STOP_GRACE_SECONDS,
-    death_reason,
     interrupts_deferred,
-    run_in_own_group,
     terminate_as_interrupt,
 )
 from harness.sweep.results import (
     CONFIGS_DIR,
-    META_FILE,
-    PARQUET_FILE,
-    PYPERF_DIR,
-    PYPERF_SUITE,
-    SCHEMA_VERSION,
-    TABLE_FILE,
-    as_table,
-    load_meta,
-    phases_for,
-    read_table,
 )
 from harness.sweep.rounds import (
     DECIDING_PHASE,
@@ -223,23 +73,13 @@ from harness.sweep.rounds import (
     decide,
     process_disturbance,
 )
-from harness.sweep.rows import as_float, as_text, median, plain, table_row
+from harness.sweep.rows import as_float, as_text, median, table_row
 from harness.sweep.spec import (
     MeasureSpec,
-    benchmark_name,
     configuration_seconds,
     save_inputs,
 )
 
-WORK_DIR = ".work"  # inside the run folder: inputs, specs, logs in flight; removed at the end
-LOG_DIR = "logs"  # inside the run folder: the output of configurations that failed
-
-#: Seconds a configuration process may take beyond ``TIMEOUT_FACTOR`` x budget: process
-#: start, imports, loading the data, the check iterations.
-TIMEOUT_SLACK = 10.0
-TIMEOUT_FACTOR = 3.0
-#: Time limit when the budget is infinite and nothing is known about the configuration.
-UNBOUNDED_TIMEOUT = 3600.0
 #: An extrapolated estimate this many times over budget skips a configuration without
 #: starting it; between 1x and this, the configuration's own first iteration decides
 #: (one size's time scaled linearly to ten times the points can overestimate up to
@@ -288,38 +128,6 @@ def check_sweep_memory(sweep: Sweep) -> None:
         check_fits(max(sweep.sizes[workload]), d, k, kind=kind, what=workload)
 
 
-def merge_sweep_arguments(stored: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
-    """The sweep fields of a resumed run: what the table holds, not the last request.
-
-    A resume may ask for fewer workloads, sizes, workers or strategies than the run
-    already holds; the table keeps those configurations, so ``meta.json`` keeps
-    describing them: list fields become the union (in order of first appearance),
-    ``resolved_sizes`` the union per workload. The protocol and the rest come from
-    ``new`` (a resume must keep the protocol, and the runner refuses one that does
-    not).
-    """
-
-    def union(*lists: Any) -> list[Any]:
-        return list(dict.fromkeys(item for items in lists if items for item in items))
-
-    merged = dict(new)
-    for key in ("workloads", "workers", "strategies"):
-        merged[key] = union(stored.get(key), new.get(key))
-    resolved: dict[str, list[int]] = {}
-    for sizes in (stored.get("resolved_sizes") or {}, new.get("resolved_sizes") or {}):
-        for workload, values in sizes.items():
-            resolved[workload] = sorted(set(resolved.get(workload, [])) | set(values))
-    merged["resolved_sizes"] = resolved
-    if stored.get("sizes") is None and new.get("sizes") is None:
-        merged["sizes"] = None
-    else:
-        # One list for every workload: the union of what any workload was measured at.
-        merged["sizes"] = sorted({n for values in resolved.values() for n in values})
-    if "workers" in merged:
-        merged["workers"] = sorted(merged["workers"])
-    return merged
-
-
 class SweepRunner:
     """Runs a resolved :class:`Sweep` and keeps its results folder consistent."""
 
@@ -327,189 +135,22 @@ class SweepRunner:
         self.sweep = sweep
         self.run_dir = sweep.run_dir
         self.work_dir = self.run_dir / WORK_DIR
-        self.rows: list[dict[str, Any]] = []
+        self.folder = RunFolder(self.run_dir)
         self.estimator = Estimator()
-        self.metadata: dict[str, Any] = {}
-        self.meta: dict[str, Any] = {}
         self._inputs: dict[tuple[str, int], tuple[str, str]] = {}
-        self._benchmarks: dict[str, list[Any]] = {}  # config_id -> its pyperf benchmarks
         self.states: dict[str, _State] = {}
         self._started = time.monotonic()
         self._pending: tuple[MeasureSpec, dict, Path] | None = None
-        self._parquet_warned = False
         self.counts = {"ok": 0, "skipped": 0, "failed": 0, "kept": 0}
         self.failed: dict[str, str] = {}  # config_id -> error, this session
 
     # -- folder --
 
-    def _open_folder(self) -> None:
-        """Create or reopen the folder; a resumed folder's rows are read into ``rows``."""
-        (self.run_dir / PYPERF_DIR).mkdir(parents=True, exist_ok=True)
-        (self.run_dir / CONFIGS_DIR).mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(self.work_dir, ignore_errors=True)  # leftovers of an interrupted run
-        self.metadata = collect_metadata()
-        session = {
-            "started": now_iso(),
-            "git_commit": self.metadata["git_commit"],
-            "hostname": self.metadata["hostname"],
-            "status": "running",
-        }
-        if self.sweep.resume:
-            self.meta = load_meta(self.run_dir)
-            if (self.run_dir / TABLE_FILE).is_file():
-                table, damage = read_table(self.run_dir, drop_damaged=True)
-                if damage:
-                    warnings.warn(
-                        damage.describe(self.run_dir / TABLE_FILE)
-                        + "; configurations with damaged or missing rows are measured again",
-                        RuntimeWarning,
-                        stacklevel=3,
-                    )
-                self.rows = [
-                    {key: plain(value) for key, value in row.items()}
-                    for row in table.to_dict("records")
-                ]
-            kept = self._consistent_configurations()
-            self._learn_from_rows(kept)
-            # Files of configurations measured again (or cut short between two writes) go.
-            for directory in (PYPERF_DIR, CONFIGS_DIR):
-                for path in (self.run_dir / directory).glob("*.json"):
-                    if path.stem not in kept:
-                        path.unlink()
-            self._write_table()
-            self._write_suite()
-            # The session records what this invocation asked for; the sweep fields
-            # describe everything the table holds, narrower resumes included.
-            session["arguments"] = self.sweep.arguments
-            self.meta.setdefault("sessions", []).append(session)
-            self.meta["sweep"] = merge_sweep_arguments(
-                self.meta.get("sweep") or {}, self.sweep.arguments
-            )
-        else:
-            self.meta = {
-                "schema_version": SCHEMA_VERSION,
-                "run_id": self.sweep.run_id,
-                "created": self.metadata["date"],
-                "sessions": [session],
-                "sweep": self.sweep.arguments,
-            }
-        self.meta.update(self._describe_environment())
-        self.meta["status"] = "running"
-        self._write_meta()
-
-    def _describe_environment(self) -> dict[str, Any]:
-        import strategies
-
-        m = self.metadata
-        return {
-            "host": {
-                key: m[key]
-                for key in (
-                    "cpu_model",
-                    "usable_cores",
-                    "logical_cpus",
-                    "machine",
-                    "hostname",
-                    "platform",
-                )
-            },
-            "versions": {
-                "python": m["python_version"],
-                "numpy": m["numpy_version"],
-                "blas": m["blas"],
-                "scipy": m["scipy_version"],
-                "sklearn": m["sklearn_version"],
-                "cython": m["cython_version"],
-                "pyperf": m["pyperf_version"],
-                "threadpoolctl": m["threadpoolctl_version"],
-            },
-            "build": {
-                "compiler": m["compiler"],
-                "compiler_flags": m["compiler_flags"],
-                "openmp": m["openmp"],
-                "kernels": m["kernels"],
-            },
-            "git_commit": m["git_commit"],
-            "git_dirty": m["git_dirty"],
-            "metadata": m,
-            "strategies": {
-                name: {
-                    "kind": info.kind,
-                    "available": info.available,
-                    "reason": info.reason,
-                    "parallel": bool(info.cls.parallel) if info.cls is not None else None,
-                }
-                for name, info in strategies.registry().items()
-            },
-        }
-
-    def _consistent_configurations(self) -> set[str]:
-        """Configurations of a resumed table kept as they are (``ok``, files whole).
-
-        An ``ok`` configuration is kept (finished or still sampling) when its pyperf file
-        holds one run per process in the table and, phase by phase, the table's values
-        are exactly the pyperf values: a row deleted, cut short or edited (a
-        ``seconds`` of ``fast``) makes the configuration unfinished. Anything else
-        (skipped, failed, cut short between two writes) is measured again from its
-        first process, with a warning naming why.
-        """
-        by_config: dict[str, list[dict[str, Any]]] = {}
-        for row in self.rows:
-            by_config.setdefault(str(row.get("config_id")), []).append(row)
-        kept = set()
-        for cid, rows in by_config.items():
-            if {str(row.get("status")) for row in rows} != {"ok"}:
-                continue
-            problem = self._disagreement_with_pyperf(cid, rows)
-            if problem:
-                warnings.warn(
-                    f"{self.run_dir / TABLE_FILE}: {cid} is measured again: {problem}",
-                    RuntimeWarning,
-                    stacklevel=4,
-                )
-                continue
-            kept.add(cid)
-        return kept
-
-    def _disagreement_with_pyperf(self, cid: str, rows: list[dict[str, Any]]) -> str:
-        """Why ``rows`` are not exactly the configuration's pyperf values, or ""."""
-        path = self.run_dir / PYPERF_DIR / f"{cid}.json"
-        if not path.is_file():
-            return f"its pyperf file {path.name} is missing"
-        try:
-            benchmarks = {bench.get_name(): bench for bench in self._pyperf_benchmarks(cid)}
-        except Exception as exc:  # any damage to the JSON
-            self._benchmarks.pop(cid, None)
-            return f"its pyperf file cannot be read ({type(exc).__name__}: {exc})"
-        first = rows[0]
-        phases = (
-            phases_for(str(first.get("kind")))
-            if str(first.get("problem") or "gmm") == "gmm"
-            else ("prepare", "iteration")  # micro-problems: no E/M split
-        )
-        processes = {int(row["process"]) for row in rows if row.get("phase") == DECIDING_PHASE}
-        for phase in phases:
-            bench = benchmarks.get(benchmark_name(cid, phase))
-            if bench is None:
-                return f"its pyperf file has no {phase} values"
-            runs = [run for run in bench.get_runs() if run.values]
-            if phase == DECIDING_PHASE and len(runs) != len(processes):
-                return f"{len(processes)} process(es) in the table for {len(runs)} pyperf runs"
-            values = sorted(float(v) for run in runs for v in run.values)
-            stored = sorted(float(row["seconds"]) for row in rows if row.get("phase") == phase)
-            if len(stored) != len(values):
-                return (
-                    f"{len(stored)} {phase} row(s) in the table for the {len(values)} pyperf values"
-                )
-            pairs = zip(stored, values, strict=True)
-            if any(not math.isclose(s, v, rel_tol=1e-9) for s, v in pairs):
-                return f"its {phase} rows differ from the pyperf values"
-        return ""
-
     def _learn_from_rows(self, kept: set[str]) -> None:
+        """Feed the budget estimator with the iteration medians of kept configurations."""
         by_config: dict[str, list[float]] = {}
         keys: dict[str, tuple[str, str, int, int]] = {}
-        for row in self.rows:
+        for row in self.folder.rows:
             cid = str(row.get("config_id"))
             if cid in kept and row.get("phase") == "iteration":
                 by_config.setdefault(cid, []).append(float(row["seconds"]))
@@ -522,8 +163,6 @@ class SweepRunner:
         for cid, seconds in by_config.items():
             workload, strategy, workers, n = keys[cid]
             self.estimator.add(workload, strategy, workers, n, median(seconds))
-        # Configurations to run again lose their old rows now; new ones replace them.
-        self.rows = [row for row in self.rows if str(row.get("config_id")) in kept]
 
     def _count(self) -> None:
         """Configurations by status: this session's, and those kept from before."""
@@ -537,52 +176,7 @@ class SweepRunner:
 
     def _write_meta(self) -> None:
         self._count()
-        self.meta["updated"] = now_iso()
-        self.meta["configurations"] = dict(self.counts)
-        write_text_atomic(self.run_dir / META_FILE, to_json(self.meta, indent=1))
-
-    def _write_table(self) -> None:
-        table = as_table(self.rows)
-        write_atomic(self.run_dir / TABLE_FILE, lambda path: table.to_csv(path, index=False))
-        try:
-            import pyarrow  # noqa: F401
-        except ImportError:
-            return
-        try:
-            write_atomic(
-                self.run_dir / PARQUET_FILE, lambda path: table.to_parquet(path, index=False)
-            )
-        except Exception as exc:  # a convenience copy must never stop a sweep
-            if not self._parquet_warned:
-                warnings.warn(
-                    f"cannot write {PARQUET_FILE} ({type(exc).__name__}: {exc}); the CSV "
-                    "table is complete",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
-                self._parquet_warned = True
-
-    def _pyperf_benchmarks(self, cid: str) -> list[Any]:
-        """A finished configuration's pyperf benchmarks (read once, then cached)."""
-        import pyperf
-
-        if cid not in self._benchmarks:
-            path = self.run_dir / PYPERF_DIR / f"{cid}.json"
-            self._benchmarks[cid] = pyperf.BenchmarkSuite.load(str(path)).get_benchmarks()
-        return self._benchmarks[cid]
-
-    def _write_suite(self) -> None:
-        """Merge the finished configurations' pyperf files into one suite."""
-        import pyperf
-
-        done = sorted({str(row["config_id"]) for row in self.rows if row["status"] == "ok"})
-        benchmarks = [bench for cid in done for bench in self._pyperf_benchmarks(cid)]
-        if not benchmarks:
-            with contextlib.suppress(OSError):
-                (self.run_dir / PYPERF_SUITE).unlink()
-            return
-        suite = pyperf.BenchmarkSuite(benchmarks)
-        write_atomic(self.run_dir / PYPERF_SUITE, lambda path: suite.dump(str(path), replace=True))
+        self.folder.write_meta(self.counts)
 
     # -- running --
 
@@ -599,7 +193,7 @@ class SweepRunner:
                 OversubscriptionWarning,
                 stacklevel=2,
             )
-        self._open_folder()
+        self._learn_from_rows(self.folder.open(sweep))
         self.states = states = {c.config_id: self._restore(c) for c in configurations}
         self._count()
         print(
@@ -691,14 +285,14 @@ class SweepRunner:
         tqdm.write(f"    {state.label}: stopped, {state.stopped}" + _disturbed_note(state))
         with interrupts_deferred():
             self._stamp(state)
-            self._write_table()
+            self.folder.write_table()
             self._write_config(state)
             self._write_meta()
 
     def _finish(self, status: str, started: float) -> None:
         shutil.rmtree(self.work_dir, ignore_errors=True)
-        self.meta["status"] = status
-        session = self.meta["sessions"][-1]
+        self.folder.meta["status"] = status
+        session = self.folder.meta["sessions"][-1]
         session.update(
             status=status, finished=now_iso(), seconds=round(time.monotonic() - started, 1)
         )
@@ -719,7 +313,7 @@ class SweepRunner:
     def _restore(self, configuration: Configuration) -> _State:
         """A configuration's state: fresh, or rebuilt from a resumed run's rows."""
         state = _State(configuration)
-        rows = [row for row in self.rows if row["config_id"] == configuration.config_id]
+        rows = [row for row in self.folder.rows if row["config_id"] == configuration.config_id]
         if not rows:
             return state
         state.status, state.restored = "ok", True
@@ -745,7 +339,7 @@ class SweepRunner:
         if self.sweep.protocol.processes:
             return None
         loops = {}
-        for bench in self._pyperf_benchmarks(cid):
+        for bench in self.folder.pyperf_benchmarks(cid):
             phase = bench.get_name().rsplit("/", 1)[-1]
             runs = [run for run in bench.get_runs() if run.values]
             if runs:
@@ -784,8 +378,8 @@ class SweepRunner:
                 if status == "failed":
                     self.failed[configuration.config_id] = reason
                 with interrupts_deferred():
-                    self._replace_rows(configuration.config_id, rows)
-                    self._write_table()
+                    self.folder.replace_rows(configuration.config_id, rows)
+                    self.folder.write_table()
                     self._write_meta()
                 word = "skipped" if status == "skipped" else "FAILED"
                 return f"{label}: {word} ({reason})"
@@ -803,7 +397,7 @@ class SweepRunner:
             state.stopped = f"process {spec.process} failed: {error}"
             with interrupts_deferred():
                 self._stamp(state)
-                self._write_table()
+                self.folder.write_table()
                 self._write_config(state)
                 self._write_meta()
             return f"{label}: process {spec.process} FAILED ({error}); sampling stopped"
@@ -874,7 +468,7 @@ class SweepRunner:
         spec, result, pyperf_file = self._pending
         configuration = state.configuration
         cid = configuration.config_id
-        rows, medians, suite = self._process_rows(configuration, spec, result, pyperf_file)
+        rows, medians, suite = process_rows(configuration, spec, result, pyperf_file, self._row)
         if state.loops is None and not self.sweep.protocol.processes:
             state.loops = {
                 bench.get_name().rsplit("/", 1)[-1]: int(
@@ -891,13 +485,13 @@ class SweepRunner:
                 medians["iteration"],
             )
         with interrupts_deferred():
-            self._merge_pyperf(cid, suite)  # first: a table row never lacks its pyperf run
-            self.rows.extend(rows)
+            self.folder.merge_pyperf(cid, suite)  # first: a table row never lacks its pyperf run
+            self.folder.rows.extend(rows)
             self._decide(state)
             self._stamp(state)
-            self._write_table()
+            self.folder.write_table()
             self._write_config(state)
-            self._write_suite()
+            self.folder.write_suite()
             self._write_meta()
         with contextlib.suppress(OSError):
             os.unlink(pyperf_file)
@@ -930,7 +524,7 @@ class SweepRunner:
         cid = state.configuration.config_id
         per_process: dict[int, dict[str, list[float]]] = {}
         group = max(self.sweep.protocol.processes, 1)  # pyperf workers of one attempt
-        for row in self.rows:
+        for row in self.folder.rows:
             if row["config_id"] != cid or row["status"] != "ok":
                 continue
             entry = per_process.setdefault(int(row["process"]) // group, {"it": [], "fc": []})
@@ -961,7 +555,7 @@ class SweepRunner:
         cid = state.configuration.config_id
         group = max(self.sweep.protocol.processes, 1)
         flagged = {record.index for record in state.records if record.disturbance}
-        for row in self.rows:
+        for row in self.folder.rows:
             if row["config_id"] != cid:
                 continue
             row.update(
@@ -973,9 +567,6 @@ class SweepRunner:
                 final_loglik=as_float(state.check.get("final_loglik")),
                 iterations_checked=state.check.get("iterations_checked"),
             )
-
-    def _replace_rows(self, cid: str, rows: list[dict]) -> None:
-        self.rows = [row for row in self.rows if row["config_id"] != cid] + rows
 
     def _write_config(self, state: _State) -> None:
         """``configs/<config_id>.json``: every process's report, and the decision."""
@@ -998,115 +589,18 @@ class SweepRunner:
         }
         write_text_atomic(path, json.dumps(payload, indent=1, default=str, allow_nan=True))
 
-    def _merge_pyperf(self, cid: str, suite: Any) -> None:
-        """Add one process's runs to the configuration's pyperf file."""
-        import pyperf
-
-        target = self.run_dir / PYPERF_DIR / f"{cid}.json"
-        if target.is_file():
-            merged = pyperf.BenchmarkSuite.load(str(target))
-            for bench in suite.get_benchmarks():
-                merged.add_runs(bench)
-        else:
-            merged = suite
-        write_atomic(target, lambda path: merged.dump(str(path), replace=True))
-        self._benchmarks[cid] = merged.get_benchmarks()
-
-    def _timeout(self, strategy: str, estimate: float | None) -> float:
-        limit = time_limit_for(strategy)  # test hook
-        if limit is not None:
-            return limit
-        budget = self.sweep.time_budget
-        if math.isfinite(budget):
-            return TIMEOUT_SLACK + TIMEOUT_FACTOR * budget
-        if estimate is not None:
-            return TIMEOUT_SLACK + TIMEOUT_FACTOR * estimate
-        return UNBOUNDED_TIMEOUT
-
     def _measure(self, spec: MeasureSpec, estimate: float | None) -> tuple[dict, Path]:
         """Run one measurement process; always returns a result dict."""
-        cid = spec.config_id
-        directory = self.work_dir / cid
-        directory.mkdir(parents=True, exist_ok=True)
-        spec_file, result_file = directory / "spec.json", directory / "result.json"
-        pyperf_file, log_file = directory / "pyperf.json", directory / "output.log"
-        spec_file.write_text(spec.to_json())
-        env = dict(os.environ)
-        env.update(thread_env(spec.workers))
-        command = [
-            sys.executable,
-            "-m",
-            "harness.sweep.measure",
-            "--spec",
-            str(spec_file),
-            "--result",
-            str(result_file),
-            "--pyperf-out",
-            str(pyperf_file),
-        ]
-        timeout = self._timeout(spec.strategy, estimate)
-        returncode, leftovers = run_in_own_group(
-            command,
-            env=env,
-            log_file=log_file,
-            timeout=timeout,
-            stop_grace=stop_grace(STOP_GRACE_SECONDS),
-        )
-        timed_out = returncode is None
-        if timed_out:
-            result = {"status": "failed", "error": f"timed out after {timeout:.0f} s"}
-        elif result_file.is_file():
-            result = json.loads(result_file.read_text())
-        else:
-            result = {"status": "failed", "error": death_reason(returncode, log_file)}
-        if leftovers and not timed_out:
-            tail = "left processes behind; they were killed"
-            result["leftovers"] = tail
+        limit = time_limit(spec.strategy, self.sweep.time_budget, estimate)
+        result, pyperf_file, log_file = measure_in_process(spec, self.work_dir, limit)
         if result.get("status") == "failed":
-            self._keep_log(cid, log_file)
+            self.folder.keep_log(spec.config_id, log_file)
         return result, pyperf_file
 
-    def _keep_log(self, cid: str, log_file: Path) -> None:
-        logs = self.run_dir / LOG_DIR
-        logs.mkdir(exist_ok=True)
-        with contextlib.suppress(OSError):
-            shutil.copyfile(log_file, logs / f"{cid}.log")
-
-    def _process_rows(
-        self, configuration: Configuration, spec: MeasureSpec, result: dict, pyperf_file: Path
-    ) -> tuple[list[dict], dict[str, float], Any]:
-        """Rows of one process's values (with their interference), medians, its suite."""
-        import pyperf
-
-        suite = pyperf.BenchmarkSuite.load(str(pyperf_file))
-        group = max(spec.processes, 1)
-        rows, medians = [], {}
-        timed = set(suite.get_benchmark_names())
-        for phase in phases_for(result.get("kind")):
-            if benchmark_name(configuration.config_id, phase) not in timed:
-                continue  # micro-problems time prepare and iteration only
-            bench = suite.get_benchmark(benchmark_name(configuration.config_id, phase))
-            medians[phase] = median(bench.get_values())
-            runs = [run for run in bench.get_runs() if run.values]
-            for worker, run in enumerate(runs):
-                shares = run_interference(run.get_metadata(), len(run.values))
-                for index, seconds in enumerate(run.values):
-                    rows.append(
-                        self._row(
-                            configuration,
-                            status="ok",
-                            result=result,
-                            phase=phase,
-                            seconds=seconds,
-                            value_index=index,
-                            process=spec.process * group + worker,
-                            interference=shares[index],
-                        )
-                    )
-        return rows, medians, suite
-
     def _row(self, configuration: Configuration, **fields: Any) -> dict[str, Any]:
-        return table_row(configuration, run_id=self.sweep.run_id, metadata=self.metadata, **fields)
+        return table_row(
+            configuration, run_id=self.sweep.run_id, metadata=self.folder.metadata, **fields
+        )
 
 
 @dataclass
