@@ -80,35 +80,27 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from harness.gate.compare_format import format_markdown, format_text
+from harness.gate.runs import (
+    KEY_COLUMNS,
+    IncompatibleRunsError,
+    check_compatible,
+    describe_coverage,
+    distinct,
+    load_run,
+    why_absent,
+)
 from harness.model import args as types
-from harness.model.errors import DataFileError, HarnessError, InvalidParameterError
-from harness.sweep.formats import format_seconds
+from harness.model.errors import DataFileError, InvalidParameterError
 from harness.sweep.results import (
-    HOST_COLUMNS,
     PHASES,
-    SOFTWARE_COLUMNS,
-    load_meta,
-    load_table,
-    why_not_measured,
 )
 
-#: What identifies one compared sample of timings.
-KEY_COLUMNS = ("workload", "n", "strategy", "workers", "phase")
 #: Verdicts in the order reports list them.
 VERDICTS = ("slower", "faster", "unchanged", "missing")
-# Metadata columns: HOST_COLUMNS must match unless ``--allow-different-hosts``;
-# differences in SOFTWARE_COLUMNS are reported but allowed.
-#: Protocol fields (``meta.json`` ``sweep.protocol``) that change the data: refused.
-PROTOCOL_DATA = ("seed",)
-#: Protocol fields that may differ freely: more values only sharpen the comparison.
-PROTOCOL_FREE = ("values",)
 #: Bootstrap resamples per configuration: enough that the interval's ends are stable to
 #: about the third digit, cheap because the statistic is vectorised.
 DEFAULT_RESAMPLES = 9999
-
-
-class IncompatibleRunsError(HarnessError, ValueError):
-    """Two result folders that cannot be compared (different data, host or schema)."""
 
 
 @dataclass(frozen=True)
@@ -326,164 +318,6 @@ def compare_samples(
     return ratio, ci_low, ci_high, p_value, verdict, note
 
 
-# ---- loading and matching -------------------------------------------------------------
-
-
-def _load_run(run_dir: str | Path, label: str) -> tuple[dict, pd.DataFrame]:
-    """Meta and table of one run, with seconds numeric and the key columns typed."""
-    path = Path(run_dir)
-    if path.exists() and not path.is_dir():
-        raise DataFileError(f"{label} is not a folder: {run_dir} (give a results folder)")
-    if not path.is_dir():
-        raise DataFileError(f"{label} folder does not exist: {run_dir}")
-    meta = load_meta(path)
-    table = load_table(path)
-    if table.empty:
-        raise DataFileError(f"{label} table is empty: {path}")
-    table = table.copy()
-    table["seconds"] = pd.to_numeric(table["seconds"], errors="coerce")
-    for column in ("n", "d", "k", "workers"):
-        numbers = pd.to_numeric(table[column], errors="coerce")
-        if numbers.isna().any():
-            raise DataFileError(f"{label} table {path} has non-numeric values in {column!r}")
-        table[column] = numbers.astype("int64")
-    for column in ("workload", "strategy", "phase"):
-        table[column] = table[column].astype(str)
-    if "status" not in table.columns:  # older tables: every row is a measurement
-        table["status"] = "ok"
-    table["status"] = table["status"].fillna("ok").astype(str)
-    ok = table["status"] == "ok"
-    bad = ok & ~(np.isfinite(table["seconds"]) & (table["seconds"] > 0))
-    if bad.any():
-        first = table.loc[bad].iloc[0]
-        raise DataFileError(
-            f"{label} table {path} has {int(bad.sum())} 'ok' row(s) without a positive "
-            f"number of seconds (first: {first['strategy']} {first['workload']} "
-            f"n={first['n']} phase {first['phase']}: {first['seconds']!r})"
-        )
-    return meta, table
-
-
-def _distinct(table: pd.DataFrame, column: str) -> str:
-    """The value of a per-run metadata column, or all of them joined when it varies."""
-    if column not in table.columns:
-        return ""
-    values = sorted({str(v) for v in table[column].dropna().unique()})
-    return " / ".join(values)
-
-
-def _check_compatible(
-    base_run: tuple[str, dict, pd.DataFrame],
-    new_run: tuple[str, dict, pd.DataFrame],
-    allow_different_hosts: bool,
-) -> list[str]:
-    """Refuse incompatible runs; return the warnings for allowed differences.
-
-    Each run is ``(label, meta, table)``; the labels name the runs in the messages.
-    """
-    (b_label, base_meta, base), (n_label, new_meta, new) = base_run, new_run
-    problems: list[str] = []
-    warnings: list[str] = []
-    base_schema, new_schema = base_meta.get("schema_version"), new_meta.get("schema_version")
-    if base_schema != new_schema:
-        problems.append(f"schema_version: {b_label} {base_schema!r}, {n_label} {new_schema!r}")
-    base_protocol, new_protocol = _protocol(base_meta), _protocol(new_meta)
-    for key in sorted(set(base_protocol) | set(new_protocol)):
-        b, n = base_protocol.get(key), new_protocol.get(key)
-        if b == n or key in PROTOCOL_FREE:
-            continue
-        if key in PROTOCOL_DATA:
-            problems.append(f"sweep {key}: {b_label} {b!r}, {n_label} {n!r} (different data)")
-        else:
-            warnings.append(f"timing protocol {key} differs: {b_label} {b!r}, {n_label} {n!r}")
-
-    shapes_base = base.groupby(["workload", "n"], as_index=False)[["d", "k"]].first()
-    shapes_new = new.groupby(["workload", "n"], as_index=False)[["d", "k"]].first()
-    both = shapes_base.merge(shapes_new, on=["workload", "n"], suffixes=("_base", "_new"))
-    for _, row in both.iterrows():
-        workload, n = row["workload"], row["n"]
-        if (row["d_base"], row["k_base"]) != (row["d_new"], row["k_new"]):
-            problems.append(
-                f"{workload} n={n}: {b_label} has d={row['d_base']} k={row['k_base']}, "
-                f"{n_label} has d={row['d_new']} k={row['k_new']} (different data)"
-            )
-
-    host_diffs = []
-    for column in HOST_COLUMNS:
-        b, n = _distinct(base, column), _distinct(new, column)
-        if b != n:
-            host_diffs.append(f"{column}: {b_label} {b!r}, {n_label} {n!r}")
-    if host_diffs and not allow_different_hosts:
-        problems.append(
-            "different machines (" + "; ".join(host_diffs) + "); timings from "
-            "two machines measure the machines, not the code. Sweep both on "
-            "one machine, or pass --allow-different-hosts to compare anyway"
-        )
-    elif host_diffs:
-        warnings.append(
-            "DIFFERENT MACHINES, ratios mix hardware and code: " + "; ".join(host_diffs)
-        )
-
-    if problems:
-        raise IncompatibleRunsError("cannot compare these runs: " + " | ".join(problems))
-
-    for column in SOFTWARE_COLUMNS:
-        b, n = _distinct(base, column), _distinct(new, column)
-        if b != n:
-            warnings.append(f"{column} differs: {b_label} {b!r}, {n_label} {n!r}")
-    return warnings
-
-
-def _protocol(meta: dict) -> dict:
-    """The timing protocol the runner stored in ``meta.json`` (``sweep.protocol``)."""
-    sweep = meta.get("sweep")
-    protocol = sweep.get("protocol") if isinstance(sweep, dict) else None
-    return protocol if isinstance(protocol, dict) else {}
-
-
-def _why_absent(table: pd.DataFrame, key: tuple) -> str:
-    """Why one side has no values for a key: skipped/failed with the reason, or absent."""
-    workload, n, strategy, workers, phase = key
-    rows = table[
-        (table["workload"] == workload)
-        & (table["n"] == n)
-        & (table["strategy"] == strategy)
-        & (table["workers"] == workers)
-    ]
-    return why_not_measured(rows, phase)
-
-
-def compatibility_problem(base_dir: str | Path, new_dir: str | Path) -> str:
-    """Why two run folders cannot be compared (``""`` when they can), without raising."""
-    try:
-        base = ("BASE", *_load_run(base_dir, "BASE"))
-        new = ("NEW", *_load_run(new_dir, "NEW"))
-        _check_compatible(base, new, allow_different_hosts=False)
-    except HarnessError as exc:
-        return str(exc)
-    return ""
-
-
-def common_keys(
-    base_dir: str | Path, new_dir: str | Path, phases: Iterable[str] = ("iteration",)
-) -> set[tuple]:
-    """The configurations and phases measured (``ok``) in both run folders."""
-
-    def keys(run_dir: str | Path) -> set[tuple]:
-        _, table = _load_run(run_dir, "run")
-        ok = table[(table["status"] == "ok") & table["phase"].isin(list(phases))]
-        return set(ok[list(KEY_COLUMNS)].itertuples(index=False, name=None))
-
-    return keys(base_dir) & keys(new_dir)
-
-
-def _describe_coverage(table: pd.DataFrame) -> str:
-    pairs = table.groupby("workload")["n"].unique()
-    return "; ".join(
-        f"{workload} n={','.join(str(v) for v in sorted(ns))}" for workload, ns in pairs.items()
-    )
-
-
 def compare_runs(
     base_dir: str | Path,
     new_dir: str | Path,
@@ -539,15 +373,15 @@ def compare_runs(
     def label(side: str, index: int) -> str:
         return side if replicates == 1 else f"{side}{index + 1}"
 
-    base_runs = [_load_run(d, label("BASE", i)) for i, d in enumerate(base_dirs)]
-    new_runs = [_load_run(d, label("NEW", i)) for i, d in enumerate(new_dirs)]
+    base_runs = [load_run(d, label("BASE", i)) for i, d in enumerate(base_dirs)]
+    new_runs = [load_run(d, label("NEW", i)) for i, d in enumerate(new_dirs)]
     warnings: list[str] = []
     reference = (label("BASE", 0), *base_runs[0])
     others = [(label("BASE", i), *run) for i, run in enumerate(base_runs) if i] + [
         (label("NEW", i), *run) for i, run in enumerate(new_runs)
     ]
     for other in others:
-        for warning in _check_compatible(reference, other, allow_different_hosts):
+        for warning in check_compatible(reference, other, allow_different_hosts):
             if warning not in warnings:
                 warnings.append(warning)
 
@@ -569,8 +403,8 @@ def compare_runs(
     if not common:
         raise IncompatibleRunsError(
             f"no configuration measured in both runs for phase(s) {', '.join(phases)}: "
-            f"BASE has {_describe_coverage(base_runs[0][1]) or 'nothing'}; "
-            f"NEW has {_describe_coverage(new_runs[0][1]) or 'nothing'}"
+            f"BASE has {describe_coverage(base_runs[0][1]) or 'nothing'}; "
+            f"NEW has {describe_coverage(new_runs[0][1]) or 'nothing'}"
         )
 
     sizes = [
@@ -653,8 +487,8 @@ def compare_runs(
         alpha=alpha,
         comparisons=comparisons,
         warnings=warnings,
-        base_commit=" / ".join(dict.fromkeys(_distinct(t, "git_commit") for _, t in base_runs)),
-        new_commit=" / ".join(dict.fromkeys(_distinct(t, "git_commit") for _, t in new_runs)),
+        base_commit=" / ".join(dict.fromkeys(distinct(t, "git_commit") for _, t in base_runs)),
+        new_commit=" / ".join(dict.fromkeys(distinct(t, "git_commit") for _, t in new_runs)),
         replicates=replicates,
     )
 
@@ -736,11 +570,11 @@ def _missing(
     if in_base and in_new:
         note = "never measured on both sides of one pair"
     elif in_base:
-        why = _why_absent(new_runs[in_base[0]][1], key)  # from the pair whose BASE has it
+        why = why_absent(new_runs[in_base[0]][1], key)  # from the pair whose BASE has it
         note = f"only in BASE (NEW: {why})"
         newly_failing = why.startswith("failed")
     else:
-        note = f"only in NEW (BASE: {_why_absent(base_runs[in_new[0]][1], key)})"
+        note = f"only in NEW (BASE: {why_absent(base_runs[in_new[0]][1], key)})"
     return Comparison(
         **fields,
         verdict="missing",
@@ -751,102 +585,6 @@ def _missing(
         regression=newly_failing,
         note=note + ("; newly failing counts as a regression" if newly_failing else ""),
     )
-
-
-# ---- output -----------------------------------------------------------------------------
-
-_HEADER = (
-    "verdict",
-    "workload",
-    "n",
-    "strategy",
-    "workers",
-    "phase",
-    "BASE median",
-    "NEW median",
-    "ratio",
-    "CI",
-    "p",
-    "note",
-)
-
-
-def _cells(c: Comparison, markdown: bool) -> list[str]:
-    ratio = f"{c.ratio:.3f}x" if math.isfinite(c.ratio) else "-"
-    ci = (
-        f"[{c.ci_low:.3f}, {c.ci_high:.3f}]"
-        if math.isfinite(c.ci_low) and math.isfinite(c.ci_high)
-        else "-"
-    )
-    p_value = f"{c.p_value:.2g}" if math.isfinite(c.p_value) else "-"
-    verdict = c.verdict.upper() if c.regression else c.verdict
-    if markdown and c.regression:
-        verdict = f"**{verdict}**"
-    note = c.note.replace("|", "\\|") if markdown else c.note
-    return [
-        verdict,
-        c.workload,
-        f"{c.n:,}",
-        c.strategy,
-        str(c.workers),
-        c.phase,
-        f"{format_seconds(c.base_median)} ({c.base_values})",
-        f"{format_seconds(c.new_median)} ({c.new_values})",
-        ratio,
-        ci,
-        p_value,
-        note,
-    ]
-
-
-def format_text(report: ComparisonReport) -> str:
-    """A fixed-width table for the terminal, regressions first."""
-    rows = [list(_HEADER)] + [_cells(c, markdown=False) for c in report.comparisons]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(_HEADER) - 1)]
-    lines = [
-        f"BASE {report.base_dir} ({report.base_commit or 'commit unknown'})",
-        f"NEW  {report.new_dir} ({report.new_commit or 'commit unknown'})",
-    ]
-    lines += [f"warning: {w}" for w in report.warnings]
-    lines.append("")
-    for row in rows:
-        lines.append(
-            "  ".join(cell.ljust(w) for cell, w in zip(row[:-1], widths, strict=True))
-            + "  "
-            + row[-1]
-        )
-    lines += [
-        "",
-        "medians with (number of values); ratio = NEW / BASE, above 1 is slower",
-        report.summary(),
-    ]
-    return "\n".join(lines)
-
-
-def format_markdown(report: ComparisonReport) -> str:
-    """The same table in GitHub-flavoured Markdown (for a CI job summary)."""
-    lines = ["## Benchmark comparison", ""]
-    headline = report.summary()
-    lines.append(f"**{headline}**" if report.regressions else headline)
-    lines += [
-        "",
-        f"- BASE: `{report.base_dir}` ({report.base_commit or 'commit unknown'})",
-        f"- NEW: `{report.new_dir}` ({report.new_commit or 'commit unknown'})",
-    ]
-    lines += [f"- :warning: {w}" for w in report.warnings]
-    lines += ["", "| " + " | ".join(_HEADER) + " |", "|" + "|".join(" --- " for _ in _HEADER) + "|"]
-    lines += ["| " + " | ".join(_cells(c, markdown=True)) + " |" for c in report.comparisons]
-    lines += [
-        "",
-        "Medians with the number of values in brackets; ratio = NEW / BASE (above 1 "
-        f"is slower); CI: {1 - report.alpha:.0%} percentile bootstrap of the ratio; "
-        "p: two-sided Mann-Whitney U.",
-        "",
-    ]
-    return "\n".join(lines)
-
-
-# ---- command line -----------------------------------------------------------------------
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:

@@ -8,7 +8,7 @@ nothing in common half of the time. :func:`choose_runs` picks instead:
 * **NEW**: the run given, else the most recently written run folder under ``results/``
   that is not a committed baseline (``results/baseline*``);
 * **BASE**, the first of these that is comparable with NEW (same host and data, as
-  :func:`harness.gate.compare.check_compatible` decides, and at least one configuration
+  :func:`harness.gate.runs.check_compatible` decides, and at least one configuration
   measured in both):
 
   1. a committed baseline (``results/baseline``, a quick sweep; ``results/baseline-*``
@@ -113,7 +113,7 @@ def choose_runs(
     NothingToCompareError
         If no run is comparable with NEW.
     """
-    from harness.gate.compare import common_keys, compatibility_problem
+    from harness.gate.runs import common_keys, compatibility_problem
 
     root = Path(root) if root is not None else (Path(new).parent if new else RESULTS_ROOT)
     new_run = Path(new) if new is not None else latest_new_run(root)
