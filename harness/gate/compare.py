@@ -16,15 +16,18 @@ Configurations are matched on ``(workload, n, strategy, workers, phase)`` (phase
   timings have.
 
 **Replicate pairs.** ``BASE`` and ``NEW`` may each be a comma-separated list of
-folders, swept alternately (``BASE1 NEW1 BASE2 NEW2 ...``) and paired in order. Each
-pair is compared as above and a change counts only when *every* pair shows it, each
-beyond the threshold and significant (an intersection-union test: its p-value is the
-largest of the pairs'). Why: the repeated values of one sweep all come from one process,
-so the test sees the noise within a process but not the noise between processes, and
-on a small VM that is the larger one (a BLAS-threaded strategy can settle at a
-different speed in each process of the same build; a competing program's burst moves
-whole minutes of a sweep). A false alarm must then happen in every pair, a real
-slowdown shows in each. The CI workflow sweeps three pairs.
+folders, swept alternately (``BASE1 NEW1 BASE2 NEW2 ...``) and paired in order. The
+repeated values of one quick sweep all come from one process, so a pair's test sees the
+noise within a process but not the noise between processes, and on a small VM that is
+the larger one (a BLAS-threaded strategy can settle at a different speed in each
+process of the same build; a competing program's burst moves whole minutes of a
+sweep). Processes are therefore the unit of replication: a change counts when every
+pair's test is significant in the same direction, every NEW process's median lies
+beyond every BASE process's (complete separation), and the overall ratio (geometric
+mean over the pairs) is beyond the threshold (:func:`_combine`). A false alarm must
+then separate all the processes, a real slowdown of about the threshold's size is
+seen even when one pair's ratio falls just short of it. The CI workflow sweeps three
+pairs.
 
 Verdicts (symmetric in log space, so 2x slower and 2x faster are equally far from 1):
 
@@ -451,7 +454,14 @@ def compare_runs(
         ]
         b = np.concatenate([base_samples[i][key] for i in pairs])
         n = np.concatenate([new_samples[i][key] for i in pairs])
-        verdict, ratio, ci_low, ci_high, p_value, note = _combine(results, replicates)
+        verdict, ratio, ci_low, ci_high, p_value, note = _combine(
+            results,
+            replicates,
+            base_medians=[float(np.median(base_samples[i][key])) for i in pairs],
+            new_medians=[float(np.median(new_samples[i][key])) for i in pairs],
+            threshold=threshold,
+            alpha=alpha,
+        )
         comparisons.append(
             Comparison(
                 **fields,
@@ -503,15 +513,30 @@ def _run_dirs(value: str | Path | Sequence[str | Path], side: str) -> list[Path]
 
 
 def _combine(
-    results: list[tuple[float, float, float, float, str, str]], replicates: int
+    results: list[tuple[float, float, float, float, str, str]],
+    replicates: int,
+    *,
+    base_medians: list[float],
+    new_medians: list[float],
+    threshold: float,
+    alpha: float,
 ) -> tuple[str, float, float, float, float, str]:
-    """One verdict from the verdicts of the replicate pairs (intersection-union test).
+    """One verdict from the replicate pairs, with processes as the unit of replication.
 
-    A change counts only when every pair shows it (same verdict, each beyond
-    the threshold and significant): the conjunction's p-value is the largest of the
-    pairs' (Berger's intersection-union test, valid without any assumption on how the
-    pairs relate), the ratio is the geometric mean of the pairs' ratios and the interval
-    the hull of theirs. With one pair this is that pair's comparison unchanged.
+    Each pair's values come from one process per side, so a pair's test sees the noise
+    within a process only. A change counts when
+
+    1. every pair's test is significant in the same direction (Berger's
+       intersection-union test: the p-value is the largest of the pairs');
+    2. the process medians separate completely: every NEW process is slower than every
+       BASE process (faster: the reverse), so no pair's BASE lies among the NEW ones;
+    3. the overall ratio (geometric mean of the pairs' ratios) is beyond the threshold.
+
+    A single pair's ratio may fall short of the threshold when the others exceed it: a
+    real change of about the threshold's size is then still seen, while the complete
+    separation of the processes keeps a difference between processes from passing as
+    one. The interval is the hull of the pairs'. With one pair this is that pair's
+    comparison unchanged.
 
     Returns
     -------
@@ -527,29 +552,35 @@ def _combine(
     ci_high = math.nan if any(math.isnan(v) for v in highs) else max(highs)
     p_values = [r[3] for r in results]
     p_value = math.nan if any(math.isnan(p) for p in p_values) else max(p_values)
-    verdicts = [r[4] for r in results]
     per_pair = ", ".join(
-        f"{r - 1:+.1%}" + ("*" if v != "unchanged" else "")
-        for r, v in zip(ratios, verdicts, strict=True)
+        f"{r - 1:+.1%}" + ("*" if p < alpha else "") for r, p in zip(ratios, p_values, strict=True)
     )
     compared = f"{len(results)} of {replicates} pairs"
-    replicated = len(results) == replicates and all(v == verdicts[0] for v in verdicts)
-    if verdicts[0] != "unchanged" and replicated:
+    direction = "slower" if ratio > 1 else "faster"
+    sign = 1 if ratio > 1 else -1
+    each = all(p < alpha and sign * math.log(r) > 0 for r, p in zip(ratios, p_values, strict=True))
+    separated = (
+        min(new_medians) > max(base_medians) if sign > 0 else max(new_medians) < min(base_medians)
+    )
+    beyond = ratio > 1 + threshold or ratio < 1 / (1 + threshold)
+    if len(results) < replicates:
+        why = f"measured on both sides in {compared} only: not replicated"
+    elif not beyond:
+        why = f"within the threshold over {compared}"
+    elif not each:
+        why = f"not {direction} and significant in each of {compared}"
+    elif not separated:
+        why = "the BASE and NEW processes overlap: not beyond the process-to-process noise"
+    else:
         return (
-            verdicts[0],
+            direction,
             ratio,
             ci_low,
             ci_high,
             p_value,
-            f"{ratio - 1:+.1%}, significant in each of {compared} ({per_pair})",
+            f"{ratio - 1:+.1%}, significant in each of {compared}, every NEW process "
+            f"{direction} than every BASE one ({per_pair})",
         )
-    flagged = sum(v != "unchanged" for v in verdicts)
-    if len(results) < replicates:
-        why = f"measured on both sides in {compared} only: not replicated"
-    elif flagged:
-        why = f"changed in {flagged} of {len(results)} pairs only: not replicated"
-    else:
-        why = f"within the threshold or not significant in {compared}"
     return "unchanged", ratio, ci_low, ci_high, p_value, f"{ratio - 1:+.1%}; {why} ({per_pair})"
 
 
