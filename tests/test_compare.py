@@ -38,7 +38,8 @@ def write_run(
 ) -> Path:
     """Write a results folder the way the runner does: meta.json and a tidy table.
 
-    ``samples`` maps ``(workload, n, strategy, workers, phase)`` to a list of seconds, or
+    ``samples`` maps ``(workload, n, strategy, workers, phase)`` to a list of seconds (or
+    to a list of such lists, one per measurement process), or
     to ``("failed", "reason")`` / ``("skipped", "reason")`` for a configuration that did
     not run.
     """
@@ -76,6 +77,12 @@ def write_run(
                     "status": values[0],
                     "error": values[1],
                 }
+            )
+        elif values and isinstance(values[0], list):  # one list of values per process
+            rows.extend(
+                {**base, "seconds": s, "value_index": i, "status": "ok", "process": p}
+                for p, process in enumerate(values)
+                for i, s in enumerate(process)
             )
         else:
             rows.extend(
@@ -608,3 +615,18 @@ def test_make_compare_after_a_quick_sweep_reaches_a_verdict(tmp_path):
     )
     assert done.returncode in (0, 1), done.stdout + done.stderr
     assert f"BASE {root / 'baseline'}: the committed baseline swept like NEW" in done.stdout
+
+
+def test_one_run_with_several_processes_needs_them_separated(tmp_path):
+    """The default protocol's runs: several processes per configuration in one run."""
+
+    def processes(*medians: float, seed: int) -> list[list[float]]:
+        return [noisy(m, 0.003, count=4, seed=seed + i) for i, m in enumerate(medians)]
+
+    base = write_run(tmp_path / "base", {KEY: processes(0.020, 0.0212, 0.020, seed=1)})
+    overlapping = write_run(tmp_path / "new", {KEY: processes(0.0235, 0.0236, 0.0205, seed=9)})
+    (c,) = compare_runs(base, overlapping).comparisons
+    assert c.verdict == "unchanged" and "processes overlap" in c.note
+    separated = write_run(tmp_path / "new2", {KEY: processes(0.027, 0.028, 0.027, seed=9)})
+    (c,) = compare_runs(base, separated).comparisons
+    assert c.verdict == "slower" and "every NEW process slower" in c.note

@@ -321,6 +321,75 @@ def compare_samples(
     return ratio, ci_low, ci_high, p_value, verdict, note
 
 
+def _usable(table: pd.DataFrame, phases: Iterable[str]) -> pd.DataFrame:
+    """``ok`` rows of the phases compared, without the rows of replaced processes.
+
+    A process the sweep replaced carries no verdict; a configuration whose processes
+    were all disturbed keeps them (it is flagged ``disturbed`` in its run), so that it
+    is still compared rather than silently missing.
+    """
+    ok = table[(table["status"] == "ok") & table["phase"].isin(list(phases))]
+    if "process_disturbed" not in ok.columns:
+        return ok
+    replaced = ok["process_disturbed"].astype("boolean").fillna(False).astype(bool)
+    any_good = (~replaced).groupby([ok[c] for c in KEY_COLUMNS]).transform("any")
+    return ok[~replaced | ~any_good]
+
+
+def _samples(table: pd.DataFrame, phases: Iterable[str]) -> dict[tuple, np.ndarray]:
+    return {
+        tuple(key): group["seconds"].to_numpy(dtype=np.float64)
+        for key, group in _usable(table, phases).groupby(list(KEY_COLUMNS), sort=True)
+    }
+
+
+def _process_medians(table: pd.DataFrame, phases: Iterable[str]) -> dict[tuple, list[float]]:
+    """Per configuration, the median of each measurement process (none without the column)."""
+    ok = _usable(table, phases)
+    if "process" not in ok.columns or ok["process"].isna().all():
+        return {}
+    medians = ok.groupby([*KEY_COLUMNS, "process"], sort=True)["seconds"].median()
+    out: dict[tuple, list[float]] = {}
+    for index, value in medians.items():
+        out.setdefault(tuple(index[:-1]), []).append(float(value))
+    return out
+
+
+def _within_run_processes(
+    result: tuple[float, float, float, float, str, str],
+    base_medians: list[float],
+    new_medians: list[float],
+) -> tuple[float, float, float, float, str, str]:
+    """A one-pair verdict checked against its runs' processes (the default protocol
+    measures each configuration in several): a change stands only when the process
+    medians separate completely, as :func:`_combine` asks of replicate pairs."""
+    ratio, ci_low, ci_high, p_value, verdict, note = result
+    if verdict == "unchanged" or len(base_medians) < 2 or len(new_medians) < 2:
+        return result
+    separated = (
+        min(new_medians) > max(base_medians)
+        if verdict == "slower"
+        else max(new_medians) < min(base_medians)
+    )
+    if separated:
+        return (
+            ratio,
+            ci_low,
+            ci_high,
+            p_value,
+            verdict,
+            (f"{note}; every NEW process {verdict} than every BASE one"),
+        )
+    return (
+        ratio,
+        ci_low,
+        ci_high,
+        p_value,
+        "unchanged",
+        f"{note}, but the BASE and NEW processes overlap: not beyond the process-to-process noise",
+    )
+
+
 def compare_runs(
     base_dir: str | Path,
     new_dir: str | Path,
@@ -388,15 +457,10 @@ def compare_runs(
             if warning not in warnings:
                 warnings.append(warning)
 
-    def samples(table: pd.DataFrame) -> dict[tuple, np.ndarray]:
-        ok = table[(table["status"] == "ok") & table["phase"].isin(phases)]
-        return {
-            tuple(key): group["seconds"].to_numpy(dtype=np.float64)
-            for key, group in ok.groupby(list(KEY_COLUMNS), sort=True)
-        }
-
-    base_samples = [samples(table) for _, table in base_runs]
-    new_samples = [samples(table) for _, table in new_runs]
+    base_samples = [_samples(table, phases) for _, table in base_runs]
+    new_samples = [_samples(table, phases) for _, table in new_runs]
+    base_processes = [_process_medians(table, phases) for _, table in base_runs]
+    new_processes = [_process_medians(table, phases) for _, table in new_runs]
     # the replicate pairs in which each configuration was measured on both sides
     pairs_of = {
         key: [i for i in range(replicates) if key in base_samples[i] and key in new_samples[i]]
@@ -454,6 +518,10 @@ def compare_runs(
         ]
         b = np.concatenate([base_samples[i][key] for i in pairs])
         n = np.concatenate([new_samples[i][key] for i in pairs])
+        if replicates == 1:
+            results[0] = _within_run_processes(
+                results[0], base_processes[0].get(key, []), new_processes[0].get(key, [])
+            )
         verdict, ratio, ci_low, ci_high, p_value, note = _combine(
             results,
             replicates,
