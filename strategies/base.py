@@ -36,7 +36,91 @@ Kind = Literal["serial", "threads", "processes", "openmp", "distributed", "libra
 KINDS: tuple[str, ...] = ("serial", "threads", "processes", "openmp", "distributed", "library")
 
 
-class Strategy(abc.ABC):
+class Lifecycle(abc.ABC):
+    """Capabilities and life cycle shared by both interfaces (EM and micro-problems).
+
+    Holds the capability flags, the worker count, ``prepare`` (validate, then the
+    ``_setup`` hook), ``close`` (the ``_teardown`` hook) and context-manager use.
+    Subclasses say how their data is validated (:meth:`_check`) and what they compute.
+
+    Parameters
+    ----------
+    workers : int
+        Threads or processes the strategy uses; honoured exactly.
+    """
+
+    name: ClassVar[str] = ""
+    problem: ClassVar[str] = ""
+    kind: ClassVar[Kind] = "serial"
+    releases_gil: ClassVar[bool] = False
+    needs_compiled: ClassVar[bool] = False
+    has_fused_iteration: ClassVar[bool] = False
+    parallel: ClassVar[bool] = False
+    whole_fit: ClassVar[bool] = False
+    description: ClassVar[str] = ""
+    #: How ``prepare``'s argument is named in error messages.
+    data_name: ClassVar[str] = "X"
+
+    def __init__(self, workers: int = 1) -> None:
+        self.workers = check_workers(workers)
+        self._data: np.ndarray | None = None
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        """Why this strategy cannot run here, or None when it can.
+
+        Must be cheap and must not raise; override for optional dependencies.
+        """
+        return None
+
+    @staticmethod
+    @abc.abstractmethod
+    def _check(data: np.ndarray) -> np.ndarray:
+        """``prepare``'s argument validated and converted (C-contiguous float64)."""
+
+    def prepare(self, data: np.ndarray) -> None:
+        """Validate ``data`` once per dataset and place it where the workers read it."""
+        self.close()
+        self._data = self._check(data)
+        self._setup(self._data)
+
+    def _setup(self, data: np.ndarray) -> None:  # noqa: B027 (optional hook)
+        """Hook for subclasses: start pools, share data. ``data`` is already validated."""
+
+    def _prepared(self) -> np.ndarray:
+        """The prepared data; raises before :meth:`prepare`."""
+        if self._data is None:
+            raise InvalidParameterError(
+                f"strategy {self.name!r}: call prepare({self.data_name}) first"
+            )
+        return self._data
+
+    def blas_threads(self) -> int:
+        """BLAS threads while this strategy runs; the driver applies it with threadpoolctl.
+
+        1 for everything that parallelises by itself, so that workers never also run
+        a multi-threaded BLAS (no hidden oversubscription).
+        """
+        return 1
+
+    def close(self) -> None:
+        """Release every resource; safe to call more than once."""
+        self._teardown()
+
+    def _teardown(self) -> None:  # noqa: B027 (optional hook)
+        """Hook for subclasses: stop pools, unlink shared memory."""
+
+    def __enter__(self) -> Lifecycle:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(workers={self.workers})"
+
+
+class Strategy(Lifecycle):
     """Base class of all strategies.
 
     Parameters
@@ -71,32 +155,10 @@ class Strategy(abc.ABC):
         :mod:`harness.model.problems`).
     """
 
-    name: ClassVar[str] = ""
     problem: ClassVar[str] = "gmm"
-    kind: ClassVar[Kind] = "serial"
-    releases_gil: ClassVar[bool] = False
-    needs_compiled: ClassVar[bool] = False
-    has_fused_iteration: ClassVar[bool] = False
-    parallel: ClassVar[bool] = False
-    whole_fit: ClassVar[bool] = False
-    description: ClassVar[str] = ""
     kernel: ClassVar[str] = "numpy"
 
-    def __init__(self, workers: int = 1) -> None:
-        self.workers = check_workers(workers)
-        self._X: np.ndarray | None = None
-
-    # ---- availability ---------------------------------------------------------------
-
-    @classmethod
-    def unavailable_reason(cls) -> str | None:
-        """Why this strategy cannot run here, or None when it can.
-
-        Must be cheap and must not raise; override for optional dependencies.
-        """
-        return None
-
-    # ---- life cycle -----------------------------------------------------------------
+    _check = staticmethod(check_data)
 
     def prepare(self, X: np.ndarray) -> None:
         """Validate ``X`` once per dataset and place it where the workers read it.
@@ -106,19 +168,12 @@ class Strategy(abc.ABC):
         X : array_like, shape (n, d)
             Converted to C-contiguous float64 if needed (see :mod:`harness.model.validation`).
         """
-        self.close()
-        self._X = check_data(X)
-        self._setup(self._X)
-
-    def _setup(self, X: np.ndarray) -> None:  # noqa: B027 (optional hook)
-        """Hook for subclasses: start pools, share data. ``X`` is already validated."""
+        super().prepare(X)
 
     @property
     def X(self) -> np.ndarray:
         """The prepared data, shape (n, d), float64."""
-        if self._X is None:
-            raise InvalidParameterError(f"strategy {self.name!r}: call prepare(X) first")
-        return self._X
+        return self._prepared()
 
     @abc.abstractmethod
     def e_step(self, derived: DerivedParams) -> tuple[np.ndarray, float]:
@@ -157,33 +212,9 @@ class Strategy(abc.ABC):
         """
         raise NotImplementedError(f"strategy {self.name!r} has no fused iteration")
 
-    def blas_threads(self) -> int:
-        """BLAS threads while this strategy runs; the driver applies it with threadpoolctl.
-
-        1 for everything that parallelises by itself, so that workers never also run
-        a multi-threaded BLAS (no hidden oversubscription).
-        """
-        return 1
-
     def runtime_info(self) -> dict[str, object]:
         """What actually ran (code path, threads used, start method, bytes moved, ...).
 
         Every strategy reports ``kernel``: the code path that ran.
         """
         return {"kernel": self.kernel}
-
-    def close(self) -> None:
-        """Release every resource; safe to call more than once."""
-        self._teardown()
-
-    def _teardown(self) -> None:  # noqa: B027 (optional hook)
-        """Hook for subclasses: stop pools, unlink shared memory."""
-
-    def __enter__(self) -> Strategy:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(workers={self.workers})"

@@ -195,7 +195,7 @@ class CompiledStrategy(Strategy):
         )
 
     def runtime_info(self) -> dict[str, object]:
-        if self._kernels is None or self._X is None:
+        if self._kernels is None or self._data is None:
             return {}
         n, d = self.X.shape
         k = self._shift.shape[0] if self._shift is not None else 1

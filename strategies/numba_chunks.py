@@ -243,7 +243,7 @@ class NumbaStrategy(Strategy):
         return stats
 
     def runtime_info(self) -> dict[str, object]:
-        if self._compiled is None or self._X is None:
+        if self._compiled is None or self._data is None:
             return {}
         n, d = self.X.shape
         k = self._shift.shape[0] if self._shift is not None else 1

@@ -14,7 +14,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from strategies.micro.base import CompiledMicroStrategy, combine, serial_kernel, task_bounds
+from strategies.micro.base import (
+    CompiledMicroStrategy,
+    combine,
+    per_problem,
+    serial_kernel,
+    task_bounds,
+)
 
 
 class _JoblibThreadsMicro(CompiledMicroStrategy):
@@ -47,13 +53,10 @@ class _JoblibThreadsMicro(CompiledMicroStrategy):
         return combine(self.problem, x.shape[0], list(partials))
 
 
-class SummarizeJoblibThreads(_JoblibThreadsMicro):
-    name = "summarize-joblib-threads"
-    problem = "summarize"
-    description = "joblib threading backend, one task per worker, nogil Cython sum"
-
-
-class PairwiseJoblibThreads(_JoblibThreadsMicro):
-    name = "pairwise-joblib-threads"
-    problem = "pairwise"
-    description = "joblib threading backend, one row block per worker, nogil Cython"
+SummarizeJoblibThreads, PairwiseJoblibThreads = per_problem(
+    _JoblibThreadsMicro,
+    "JoblibThreads",
+    "joblib-threads",
+    summarize="joblib threading backend, one task per worker, nogil Cython sum",
+    pairwise="joblib threading backend, one row block per worker, nogil Cython",
+)

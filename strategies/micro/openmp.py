@@ -8,7 +8,7 @@ code. Unavailable, with the reason, when the kernels were built without OpenMP.
 
 from __future__ import annotations
 
-from strategies.micro.base import CompiledMicroStrategy
+from strategies.micro.base import CompiledMicroStrategy, per_problem
 
 
 class _OpenMPMicro(CompiledMicroStrategy):
@@ -29,13 +29,10 @@ class _OpenMPMicro(CompiledMicroStrategy):
         return info
 
 
-class SummarizeOpenMP(_OpenMPMicro):
-    name = "summarize-openmp"
-    problem = "summarize"
-    description = "OpenMP prange, one block per thread, reduction(+)"
-
-
-class PairwiseOpenMP(_OpenMPMicro):
-    name = "pairwise-openmp"
-    problem = "pairwise"
-    description = "OpenMP prange over row blocks, reduction(+)"
+SummarizeOpenMP, PairwiseOpenMP = per_problem(
+    _OpenMPMicro,
+    "OpenMP",
+    "openmp",
+    summarize="OpenMP prange, one block per thread, reduction(+)",
+    pairwise="OpenMP prange over row blocks, reduction(+)",
+)
