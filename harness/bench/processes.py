@@ -49,7 +49,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.bench.targets import judge, load_targets, print_verdicts
+from harness.bench.targets import add_targets_option, judge, load_targets, print_verdicts
 from harness.model import args as types
 from harness.model.errors import HarnessError, InvalidParameterError
 from harness.sweep.formats import to_json, write_text_atomic
@@ -120,12 +120,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="also write every figure to this JSON file (checked before the benchmark)",
     )
-    parser.add_argument(
-        "--targets",
-        metavar="FILE",
-        default=None,
-        help="targets file, section [bench-processes] (default: results/targets.toml)",
-    )
+    add_targets_option(parser, "bench-processes")
 
 
 # --------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Acceptance targets of the bench commands, read from a committed TOML file.
 
-The targets of ``bench-processes`` (and of any other bench command that wants them)
-live in ``results/targets.toml``, one section per command, one line per target::
+The targets of ``bench-processes`` and ``bench-compiled`` live in
+``results/targets.toml``, one section per command, one line per target::
 
     [bench-processes]
     targets = [
@@ -19,6 +19,7 @@ it is handed.
 
 from __future__ import annotations
 
+import argparse
 import math
 import operator
 import tomllib
@@ -159,6 +160,16 @@ def judge(
     return verdicts
 
 
+def add_targets_option(parser: argparse.ArgumentParser, section: str) -> None:
+    """The ``--targets FILE`` option of a bench command whose targets are ``[section]``."""
+    parser.add_argument(
+        "--targets",
+        metavar="FILE",
+        default=None,
+        help=f"targets file, section [{section}] (default: results/targets.toml)",
+    )
+
+
 def print_verdicts(verdicts: list[tuple[str, bool, str]]) -> None:
     """The ``Targets`` block: one ``PASS``/``FAIL`` line per judged target."""
     print("\nTargets")
@@ -166,4 +177,12 @@ def print_verdicts(verdicts: list[tuple[str, bool, str]]) -> None:
         print(f"  {'PASS' if ok else 'FAIL'}  {name}: {detail}")
 
 
-__all__ = ["COMPARISONS", "DEFAULT_TARGETS", "Target", "judge", "load_targets", "print_verdicts"]
+__all__ = [
+    "COMPARISONS",
+    "DEFAULT_TARGETS",
+    "Target",
+    "add_targets_option",
+    "judge",
+    "load_targets",
+    "print_verdicts",
+]
