@@ -46,12 +46,7 @@ def task_bounds(n: int, tasks: int) -> list[tuple[int, int]]:
 
 
 class MicroStrategy(Lifecycle):
-    """Base class of the micro-problem strategies.
-
-    Parameters
-    ----------
-    workers : int
-        Threads or processes the strategy uses; honoured exactly.
+    """Base class of the micro-problem strategies (``workers`` as for ``Strategy``).
 
     Class attributes (capabilities)
     -------------------------------
@@ -68,6 +63,10 @@ class MicroStrategy(Lifecycle):
     """
 
     uses_openmp: ClassVar[bool] = False
+    #: Family classes only: the registry-name ending and ``{problem: description}``,
+    #: from which :func:`per_problem` makes the registered classes.
+    family: ClassVar[str] = ""
+    descriptions: ClassVar[dict[str, str]] = {}
     data_name: ClassVar[str] = "x"
 
     _check = staticmethod(check_vector)
@@ -211,26 +210,21 @@ class ProcessMicroStrategy(CompiledMicroStrategy):
         return info
 
 
-def per_problem(
-    family: type[MicroStrategy], stem: str, suffix: str, **descriptions: str
-) -> tuple[type[MicroStrategy], ...]:
-    """One registered class per problem of a family: ``<Problem><stem>``, ``<problem>-<suffix>``.
+def per_problem(family: type[MicroStrategy]) -> tuple[type[MicroStrategy], ...]:
+    """One registered class per problem of a family, from the family's class attributes.
 
-    Parameters
-    ----------
-    family : type
-        The family's (unregistered) base class; its module becomes the classes' module,
-        so they pickle and are found by the registry like classes written out.
-    stem, suffix : str
-        Class-name and registry-name endings, e.g. ``"JoblibThreads"``, ``"joblib-threads"``.
-    **descriptions : str
-        ``problem=description`` for each problem, in the order the classes are returned.
+    ``family.descriptions`` maps each problem to its description, in the order the
+    classes are returned; ``family.family`` is the registry-name ending. The classes are
+    ``<Problem><Stem>`` (the stem: the family class's name without ``_`` and ``Micro``),
+    registered as ``<problem>-<family>``, and belong to the family's module, so they
+    pickle and are found by the registry as classes written out are.
     """
+    stem = family.__name__.strip("_").removesuffix("Micro")
     classes = []
-    for problem, description in descriptions.items():
+    for problem, description in family.descriptions.items():
         class_name = f"{problem.capitalize()}{stem}"
         attributes = {
-            "name": f"{problem}-{suffix}",
+            "name": f"{problem}-{family.family}",
             "problem": problem,
             "description": description,
             "__module__": family.__module__,

@@ -20,6 +20,7 @@ import contextlib
 import os
 import shutil
 import tempfile
+from typing import ClassVar
 
 import numpy as np
 
@@ -66,6 +67,11 @@ def _release(resources: _Resources) -> None:
 
 
 class _JoblibProcessesMicro(ProcessMicroStrategy):
+    family = "joblib-processes"
+    descriptions: ClassVar[dict[str, str]] = {
+        "summarize": "joblib loky processes, x memmapped once, one chunk per worker",
+        "pairwise": "joblib loky processes, x memmapped once, one row block per worker",
+    }
     _new_resources = staticmethod(_Resources)
     _release = staticmethod(_release)
 
@@ -117,10 +123,4 @@ class _JoblibProcessesMicro(ProcessMicroStrategy):
         }
 
 
-SummarizeJoblibProcesses, PairwiseJoblibProcesses = per_problem(
-    _JoblibProcessesMicro,
-    "JoblibProcesses",
-    "joblib-processes",
-    summarize="joblib loky processes, x memmapped once, one chunk per worker",
-    pairwise="joblib loky processes, x memmapped once, one row block per worker",
-)
+SummarizeJoblibProcesses, PairwiseJoblibProcesses = per_problem(_JoblibProcessesMicro)

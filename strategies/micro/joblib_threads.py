@@ -12,6 +12,8 @@ small tasks feel. With ``workers=1`` joblib runs the task in the calling thread.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 
 from strategies.micro.base import (
@@ -24,6 +26,11 @@ from strategies.micro.base import (
 
 
 class _JoblibThreadsMicro(CompiledMicroStrategy):
+    family = "joblib-threads"
+    descriptions: ClassVar[dict[str, str]] = {
+        "summarize": "joblib threading backend, one task per worker, nogil Cython sum",
+        "pairwise": "joblib threading backend, one row block per worker, nogil Cython",
+    }
     kind = "threads"
     parallel = True
 
@@ -53,10 +60,4 @@ class _JoblibThreadsMicro(CompiledMicroStrategy):
         return combine(self.problem, x.shape[0], list(partials))
 
 
-SummarizeJoblibThreads, PairwiseJoblibThreads = per_problem(
-    _JoblibThreadsMicro,
-    "JoblibThreads",
-    "joblib-threads",
-    summarize="joblib threading backend, one task per worker, nogil Cython sum",
-    pairwise="joblib threading backend, one row block per worker, nogil Cython",
-)
+SummarizeJoblibThreads, PairwiseJoblibThreads = per_problem(_JoblibThreadsMicro)

@@ -22,6 +22,7 @@ import os
 import secrets
 import signal
 from multiprocessing import shared_memory
+from typing import ClassVar
 
 import numpy as np
 
@@ -102,6 +103,11 @@ def _release(resources: _Resources) -> None:
 
 
 class _MultiprocessingMicro(ProcessMicroStrategy):
+    family = "multiprocessing"
+    descriptions: ClassVar[dict[str, str]] = {
+        "summarize": "multiprocessing.Pool, x in shared memory once, one chunk per worker",
+        "pairwise": "multiprocessing.Pool, x in shared memory once, one row block per worker",
+    }
     _new_resources = staticmethod(_Resources)
     _release = staticmethod(_release)
 
@@ -135,10 +141,4 @@ class _MultiprocessingMicro(ProcessMicroStrategy):
         }
 
 
-SummarizeMultiprocessing, PairwiseMultiprocessing = per_problem(
-    _MultiprocessingMicro,
-    "Multiprocessing",
-    "multiprocessing",
-    summarize="multiprocessing.Pool, x in shared memory once, one chunk per worker",
-    pairwise="multiprocessing.Pool, x in shared memory once, one row block per worker",
-)
+SummarizeMultiprocessing, PairwiseMultiprocessing = per_problem(_MultiprocessingMicro)

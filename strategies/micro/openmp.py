@@ -8,10 +8,17 @@ code. Unavailable, with the reason, when the kernels were built without OpenMP.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from strategies.micro.base import CompiledMicroStrategy, per_problem
 
 
 class _OpenMPMicro(CompiledMicroStrategy):
+    family = "openmp"
+    descriptions: ClassVar[dict[str, str]] = {
+        "summarize": "OpenMP prange, one block per thread, reduction(+)",
+        "pairwise": "OpenMP prange over row blocks, reduction(+)",
+    }
     kind = "openmp"
     parallel = True
     uses_openmp = True
@@ -29,10 +36,4 @@ class _OpenMPMicro(CompiledMicroStrategy):
         return info
 
 
-SummarizeOpenMP, PairwiseOpenMP = per_problem(
-    _OpenMPMicro,
-    "OpenMP",
-    "openmp",
-    summarize="OpenMP prange, one block per thread, reduction(+)",
-    pairwise="OpenMP prange over row blocks, reduction(+)",
-)
+SummarizeOpenMP, PairwiseOpenMP = per_problem(_OpenMPMicro)
