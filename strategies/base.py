@@ -22,6 +22,7 @@ To add a strategy, copy ``strategies/_template.py`` and add one line to
 from __future__ import annotations
 
 import abc
+import importlib
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -34,6 +35,15 @@ Kind = Literal["serial", "threads", "processes", "openmp", "distributed", "libra
 #: ``library``: a peer library's own whole EM fit (:mod:`strategies.library`), not an
 #: E/M split; the harness times it per iteration by differencing fits of different lengths.
 KINDS: tuple[str, ...] = ("serial", "threads", "processes", "openmp", "distributed", "library")
+
+
+def import_error(module: str) -> ImportError | None:
+    """What importing ``module`` raises, or None when it imports (for ``unavailable_reason``)."""
+    try:
+        importlib.import_module(module)
+    except ImportError as exc:
+        return exc
+    return None
 
 
 class Lifecycle(abc.ABC):
@@ -58,6 +68,8 @@ class Lifecycle(abc.ABC):
     parallel: ClassVar[bool] = False
     whole_fit: ClassVar[bool] = False
     description: ClassVar[str] = ""
+    #: Parallel only through BLAS: :meth:`blas_threads` gives BLAS the workers.
+    blas_parallel: ClassVar[bool] = False
     #: How ``prepare``'s argument is named in error messages.
     data_name: ClassVar[str] = "X"
 
@@ -99,9 +111,10 @@ class Lifecycle(abc.ABC):
         """BLAS threads while this strategy runs; the driver applies it with threadpoolctl.
 
         1 for everything that parallelises by itself, so that workers never also run
-        a multi-threaded BLAS (no hidden oversubscription).
+        a multi-threaded BLAS (no hidden oversubscription); the workers for a strategy
+        that is parallel only through BLAS (``blas_parallel``).
         """
-        return 1
+        return self.workers if self.blas_parallel else 1
 
     def close(self) -> None:
         """Release every resource; safe to call more than once."""
@@ -218,3 +231,42 @@ class Strategy(Lifecycle):
         Every strategy reports ``kernel``: the code path that ran.
         """
         return {"kernel": self.kernel}
+
+
+class ShiftedSumsStrategy(Strategy):
+    """A strategy whose M-step sums are taken relative to a shift (not registered).
+
+    The compiled, Numba and Dask strategies accumulate sums relative to the means of
+    the last E-step (the data mean before any), so that centring them loses nothing on
+    data far from the origin. This class holds that shift and the argument checks
+    those strategies share; each sets ``_data_mean`` in its ``_setup``.
+    """
+
+    def __init__(self, workers: int = 1) -> None:
+        super().__init__(workers)
+        self._shift: np.ndarray | None = None
+        self._data_mean: np.ndarray | None = None
+
+    def _check_derived(self, derived: DerivedParams) -> None:
+        if derived.n_features != self.X.shape[1]:
+            raise InvalidParameterError(
+                f"parameters have {derived.n_features} features but the prepared data has "
+                f"{self.X.shape[1]}"
+            )
+
+    def _log_resp_array(self, log_resp: np.ndarray) -> np.ndarray:
+        """``log_resp`` as C-contiguous float64 (n, k), or one clear error."""
+        array = np.asarray(log_resp)
+        if array.ndim != 2 or array.shape[0] != self.X.shape[0] or array.shape[1] < 1:
+            raise InvalidParameterError(
+                f"log responsibilities must have shape (n, k) with n = {self.X.shape[0]}; "
+                f"got {array.shape}"
+            )
+        return np.ascontiguousarray(array, dtype=np.float64)
+
+    def _shift_for(self, k: int) -> np.ndarray:
+        """Centre of the M-step sums: the last E-step's means, else the data mean."""
+        d = self.X.shape[1]
+        if self._shift is not None and self._shift.shape == (k, d):
+            return self._shift
+        return np.ascontiguousarray(np.broadcast_to(self._data_mean, (k, d)))

@@ -63,7 +63,7 @@ from harness.model.gmm import (
     reference_e_step,
     reference_m_step,
 )
-from strategies.base import Strategy
+from strategies.base import ShiftedSumsStrategy
 
 #: Environment variable with the address of an existing scheduler to use instead of a
 #: LocalCluster (what ``--scheduler`` sets).
@@ -401,7 +401,7 @@ class _Cluster:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-class DaskStrategy(Strategy):
+class DaskStrategy(ShiftedSumsStrategy):
     name = "dask"
     kind = "distributed"
     releases_gil = True
@@ -427,8 +427,6 @@ class DaskStrategy(Strategy):
         self._cluster_workers = 0
         self._cluster_threads = 0
         self._worker_blas = 0
-        self._shift: np.ndarray | None = None
-        self._data_mean: np.ndarray | None = None
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
@@ -578,13 +576,6 @@ class DaskStrategy(Strategy):
             self._kernel_paths.add(result[4])
         return results
 
-    def _check_derived(self, derived: DerivedParams) -> None:
-        if derived.n_features != self.X.shape[1]:
-            raise InvalidParameterError(
-                f"parameters have {derived.n_features} features but the prepared data has "
-                f"{self.X.shape[1]}"
-            )
-
     def fused_iteration(self, derived: DerivedParams) -> tuple[SufficientStats, float]:
         self._check_derived(derived)
         results = self._run(fused_task, [(derived,)] * len(self._blocks), "running an iteration")
@@ -602,18 +593,8 @@ class DaskStrategy(Strategy):
         return log_resp, loglik / self.X.shape[0]
 
     def m_step(self, log_resp: np.ndarray) -> SufficientStats:
-        X = self.X
-        array = np.asarray(log_resp)
-        if array.ndim != 2 or array.shape[0] != X.shape[0] or array.shape[1] < 1:
-            raise InvalidParameterError(
-                f"log responsibilities must have shape (n, k) with n = {X.shape[0]}; "
-                f"got {array.shape}"
-            )
-        k, d = array.shape[1], X.shape[1]
-        if self._shift is not None and self._shift.shape == (k, d):
-            shift = self._shift
-        else:
-            shift = np.ascontiguousarray(np.broadcast_to(self._data_mean, (k, d)))
+        array = self._log_resp_array(log_resp)
+        shift = self._shift_for(array.shape[1])
         args = [
             (np.ascontiguousarray(array[start:stop], dtype=np.float64), shift)
             for start, stop in self._bounds

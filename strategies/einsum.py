@@ -21,9 +21,7 @@ class EinsumStrategy(Strategy):
     parallel = True
     releases_gil = True
     description = "numpy.einsum contractions; parallel only through BLAS threads"
-
-    def blas_threads(self) -> int:
-        return self.workers
+    blas_parallel = True
 
     def e_step(self, derived: DerivedParams) -> tuple[np.ndarray, float]:
         X = self.X

@@ -29,6 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 from harness.model.gmm import GMMParams
+from strategies.base import import_error
 from strategies.library import PEERS_INSTALL, LibraryFit, LibraryStrategy
 
 
@@ -49,10 +50,11 @@ class OneDALStrategy(LibraryStrategy):
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
-        try:
-            import daal4py
-        except ImportError as exc:
-            return f"daal4py (scikit-learn-intelex) is not installed ({exc}); `{PEERS_INSTALL}`"
+        error = import_error("daal4py")
+        if error:
+            return f"daal4py (scikit-learn-intelex) is not installed ({error}); `{PEERS_INSTALL}`"
+        import daal4py
+
         if not hasattr(daal4py, "em_gmm"):
             return f"this daal4py has no em_gmm; `{PEERS_INSTALL}` for a current one"
         return None

@@ -32,7 +32,7 @@ import numpy as np
 from harness.model.errors import InvalidParameterError
 from harness.model.gmm import DerivedParams, SufficientStats
 from harness.model.threads import usable_cores
-from strategies.base import Strategy
+from strategies.base import ShiftedSumsStrategy
 
 #: Environment variable: ``1`` compiles the kernels with (rounding-safe) fast-math flags.
 FASTMATH_ENV = "GMM_HARNESS_NUMBA_FASTMATH"
@@ -58,7 +58,7 @@ def _chunk_rows(n: int, d: int, k: int) -> int:
     return int(gmm_kernels.chunk_rows(n, d, k))
 
 
-class NumbaStrategy(Strategy):
+class NumbaStrategy(ShiftedSumsStrategy):
     name = "numba"
     kind = "threads"
     releases_gil = True
@@ -69,8 +69,6 @@ class NumbaStrategy(Strategy):
     def __init__(self, workers: int = 1) -> None:
         super().__init__(workers)
         self._compiled = None
-        self._shift: np.ndarray | None = None
-        self._data_mean: np.ndarray | None = None
         self._compile_seconds = 0.0
         self._import_seconds = 0.0
         self._compile_source = ""
@@ -158,13 +156,6 @@ class NumbaStrategy(Strategy):
 
     # ---- the interface ------------------------------------------------------------------
 
-    def _check_derived(self, derived: DerivedParams) -> None:
-        if derived.n_features != self.X.shape[1]:
-            raise InvalidParameterError(
-                f"parameters have {derived.n_features} features but the prepared data has "
-                f"{self.X.shape[1]}"
-            )
-
     def _statistics(self, partials: np.ndarray, k: int, shift: np.ndarray):
         from kernels.numba_em import unpack_sums
 
@@ -223,18 +214,9 @@ class NumbaStrategy(Strategy):
 
     def m_step(self, log_resp: np.ndarray) -> SufficientStats:
         X = self.X
-        array = np.asarray(log_resp)
-        if array.ndim != 2 or array.shape[0] != X.shape[0] or array.shape[1] < 1:
-            raise InvalidParameterError(
-                f"log responsibilities must have shape (n, k) with n = {X.shape[0]}; "
-                f"got {array.shape}"
-            )
-        log_resp = np.ascontiguousarray(array, dtype=np.float64)
+        log_resp = self._log_resp_array(log_resp)
         k, d = log_resp.shape[1], X.shape[1]
-        if self._shift is not None and self._shift.shape == (k, d):
-            shift = self._shift
-        else:
-            shift = np.ascontiguousarray(np.broadcast_to(self._data_mean, (k, d)))
+        shift = self._shift_for(k)
         rows, block, chunks = self._grid(k)
         partials = np.empty((chunks, 1 + k * (1 + d + d * (d + 1) // 2)))
         self._threads()

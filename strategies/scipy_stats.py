@@ -20,9 +20,7 @@ class ScipyStrategy(Strategy):
     kind = "serial"
     kernel = "scipy"
     description = "scipy.stats.multivariate_normal.logpdf per component, NumPy M-step"
-
-    def blas_threads(self) -> int:
-        return self.workers
+    blas_parallel = True
 
     def e_step(self, derived: DerivedParams) -> tuple[np.ndarray, float]:
         X = self.X

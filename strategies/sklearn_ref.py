@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from harness.model.gmm import REG_COVAR, DerivedParams, SufficientStats
-from strategies.base import Strategy
+from strategies.base import Strategy, import_error
 
 
 class SklearnStrategy(Strategy):
@@ -20,19 +20,18 @@ class SklearnStrategy(Strategy):
     kind = "serial"
     kernel = "sklearn"
     description = "scikit-learn GaussianMixture's E-step and M-step (the yardstick)"
+    blas_parallel = True
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
-        try:
-            from sklearn.mixture import _gaussian_mixture as module
-        except ImportError as exc:
-            return f"scikit-learn is not installed: {exc}"
+        error = import_error("sklearn.mixture._gaussian_mixture")
+        if error:
+            return f"scikit-learn is not installed: {error}"
+        from sklearn.mixture import _gaussian_mixture as module
+
         if not hasattr(module, "_estimate_gaussian_parameters"):
             return "this scikit-learn has no _estimate_gaussian_parameters"
         return None
-
-    def blas_threads(self) -> int:
-        return self.workers
 
     def _setup(self, X: np.ndarray) -> None:
         from sklearn.mixture import GaussianMixture
