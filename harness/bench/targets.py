@@ -22,12 +22,12 @@ from __future__ import annotations
 import argparse
 import math
 import operator
-import tomllib
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness.model.errors import DataFileError
+from harness.sweep.formats import read_toml
 
 #: The committed targets file.
 DEFAULT_TARGETS = Path(__file__).resolve().parents[2] / "results" / "targets.toml"
@@ -87,14 +87,7 @@ def load_targets(
         unknown metric or comparison, a threshold that is not a number.
     """
     path = Path(path) if path is not None else DEFAULT_TARGETS
-    try:
-        document = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataFileError(f"targets file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataFileError(f"cannot read targets file {path}: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise DataFileError(f"{path} is not valid TOML: {exc}") from None
+    document = read_toml(path, f"targets file not found: {path}")
     table = document.get(section)
     if not isinstance(table, dict) or not isinstance(table.get("targets"), list):
         raise DataFileError(f"{path} has no [{section}] section with a 'targets' list")
