@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import abc
 import importlib
+import importlib.util
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -37,13 +38,30 @@ Kind = Literal["serial", "threads", "processes", "openmp", "distributed", "libra
 KINDS: tuple[str, ...] = ("serial", "threads", "processes", "openmp", "distributed", "library")
 
 
-def import_error(module: str) -> ImportError | None:
-    """What importing ``module`` raises, or None when it imports (for ``unavailable_reason``)."""
+def import_reason(module: str, missing: str, attribute: str = "", lacking: str = "") -> str | None:
+    """Why an optional package cannot be used here, or None (for ``unavailable_reason``).
+
+    Parameters
+    ----------
+    module : str
+        What to import.
+    missing : str
+        The reason when it does not import; ``{error}`` stands for the ImportError.
+    attribute, lacking : str, optional
+        An attribute the module must have, and the reason when it has not.
+    """
     try:
-        importlib.import_module(module)
+        imported = importlib.import_module(module)
     except ImportError as exc:
-        return exc
+        return missing.format(error=exc)
+    if attribute and not hasattr(imported, attribute):
+        return lacking
     return None
+
+
+def find_reason(module: str, missing: str) -> str | None:
+    """``missing`` when ``module`` cannot be found, else None; never imports it (cheap)."""
+    return None if importlib.util.find_spec(module) is not None else missing
 
 
 class Lifecycle(abc.ABC):

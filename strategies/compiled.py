@@ -104,14 +104,15 @@ class CompiledStrategy(ShiftedSumsStrategy):
         return log_resp, loglik_sum / X.shape[0]
 
     def _e_step_kernel(self, derived: DerivedParams, log_resp: np.ndarray) -> tuple[float, int]:
-        return getattr(self.kernels, self.kernel_names["e_step"])(
-            self.X,
-            derived.log_norm,
-            derived.means,
-            derived.precision_cholesky,
-            log_resp,
-            self._threads,
-        )
+        return self._e_step_on(self.X, derived, log_resp, self._threads)
+
+    def _e_step_on(
+        self, X: np.ndarray, derived: DerivedParams, log_resp: np.ndarray, threads: int
+    ) -> tuple[float, int]:
+        """The E-step kernel on the rows ``X`` (all of them, or one task's slice)."""
+        model = derived.log_norm, derived.means, derived.precision_cholesky
+        kernel = getattr(self.kernels, self.kernel_names["e_step"])
+        return kernel(X, *model, log_resp, threads)
 
     def m_step(self, log_resp: np.ndarray) -> SufficientStats:
         log_resp = self._log_resp_array(log_resp)
@@ -159,17 +160,16 @@ class CompiledStrategy(ShiftedSumsStrategy):
         shifted_sum: np.ndarray,
         shifted_outer: np.ndarray,
     ) -> tuple[float, int]:
-        return self.kernels.fused(
-            self.X,
-            derived.log_norm,
-            derived.means,
-            derived.precision_cholesky,
-            shift,
-            mass,
-            shifted_sum,
-            shifted_outer,
-            self._threads,
-        )
+        sums = mass, shifted_sum, shifted_outer
+        return self._fused_on(self.X, derived, shift, sums, self._threads)
+
+    def _fused_on(
+        self, X: np.ndarray, derived: DerivedParams, shift: np.ndarray, sums: tuple, threads: int
+    ) -> tuple[float, int]:
+        """The fused kernel on the rows ``X``, accumulating into ``sums`` (mass, shifted
+        sum, shifted outer products) relative to ``shift``."""
+        model = derived.log_norm, derived.means, derived.precision_cholesky
+        return self.kernels.fused(X, *model, shift, *sums, threads)
 
     def runtime_info(self) -> dict[str, object]:
         if self._kernels is None or self._data is None:

@@ -40,7 +40,6 @@ May not touch: timing of the harness, result files, other strategies.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import itertools
 import logging
 import math
@@ -62,7 +61,7 @@ from harness.model.gmm import (
     DerivedParams,
     SufficientStats,
 )
-from strategies.base import ShiftedSumsStrategy
+from strategies.base import ShiftedSumsStrategy, find_reason
 from strategies.dask_tasks import (
     e_step_task,
     fused_task,
@@ -304,9 +303,7 @@ class DaskStrategy(ShiftedSumsStrategy):
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
-        if importlib.util.find_spec("distributed") is None:
-            return f"dask.distributed is not installed; {_INSTALL_HINT}"
-        return None
+        return find_reason("distributed", f"dask.distributed is not installed; {_INSTALL_HINT}")
 
     # ---- start-up -----------------------------------------------------------------------
 
@@ -450,21 +447,20 @@ class DaskStrategy(ShiftedSumsStrategy):
             self._kernel_paths.add(result[4])
         return results
 
-    def fused_iteration(self, derived: DerivedParams) -> tuple[SufficientStats, float]:
+    def _per_block(self, task: Any, derived: DerivedParams, what: str) -> tuple[list, float]:
+        """``task(block, derived)`` on every block; the results and the mean log-likelihood."""
         self._check_derived(derived)
-        results = self._run(fused_task, [(derived,)] * len(self._blocks), "running an iteration")
-        stats = SufficientStats.merge_all([result[0] for result in results])
-        loglik = math.fsum(result[1] for result in results)
+        results = self._run(task, [(derived,)] * len(self._blocks), what)
         self._shift = np.ascontiguousarray(derived.means)
-        return stats, loglik / self.X.shape[0]
+        return results, math.fsum(result[1] for result in results) / self.X.shape[0]
+
+    def fused_iteration(self, derived: DerivedParams) -> tuple[SufficientStats, float]:
+        results, loglik = self._per_block(fused_task, derived, "running an iteration")
+        return SufficientStats.merge_all([result[0] for result in results]), loglik
 
     def e_step(self, derived: DerivedParams) -> tuple[np.ndarray, float]:
-        self._check_derived(derived)
-        results = self._run(e_step_task, [(derived,)] * len(self._blocks), "running an E-step")
-        log_resp = np.concatenate([result[0] for result in results])
-        loglik = math.fsum(result[1] for result in results)
-        self._shift = np.ascontiguousarray(derived.means)
-        return log_resp, loglik / self.X.shape[0]
+        results, loglik = self._per_block(e_step_task, derived, "running an E-step")
+        return np.concatenate([result[0] for result in results]), loglik
 
     def m_step(self, log_resp: np.ndarray) -> SufficientStats:
         array = self._log_resp_array(log_resp)

@@ -85,14 +85,7 @@ class JoblibThreadsStrategy(CompiledStrategy):
     def _e_step_task(
         self, start: int, stop: int, derived: DerivedParams, log_resp: np.ndarray
     ) -> tuple[int, float]:
-        loglik, _ = self.kernels.e_step(
-            self.X[start:stop],
-            derived.log_norm,
-            derived.means,
-            derived.precision_cholesky,
-            log_resp[start:stop],
-            1,
-        )
+        loglik, _ = self._e_step_on(self.X[start:stop], derived, log_resp[start:stop], 1)
         return threading.get_ident(), loglik
 
     def _m_step_task(
@@ -110,17 +103,8 @@ class JoblibThreadsStrategy(CompiledStrategy):
     ) -> tuple[int, float, np.ndarray, np.ndarray, np.ndarray]:
         k, d = shift.shape
         mass, shifted_sum, shifted_outer = self._empty_sums(k, d)
-        loglik, _ = self.kernels.fused(
-            self.X[start:stop],
-            derived.log_norm,
-            derived.means,
-            derived.precision_cholesky,
-            shift,
-            mass,
-            shifted_sum,
-            shifted_outer,
-            1,
-        )
+        sums = mass, shifted_sum, shifted_outer
+        loglik, _ = self._fused_on(self.X[start:stop], derived, shift, sums, 1)
         return threading.get_ident(), loglik, mass, shifted_sum, shifted_outer
 
     # ---- the interface ------------------------------------------------------------------

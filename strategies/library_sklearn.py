@@ -19,7 +19,7 @@ import warnings
 import numpy as np
 
 from harness.model.gmm import GMMParams, derive
-from strategies.base import import_error
+from strategies.base import import_reason
 from strategies.library import LibraryFit, LibraryStrategy
 
 
@@ -37,8 +37,7 @@ class SklearnFitStrategy(LibraryStrategy):
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
-        error = import_error("sklearn.mixture")
-        return f"scikit-learn is not installed: {error}" if error else None
+        return import_reason("sklearn.mixture", "scikit-learn is not installed: {error}")
 
     def runtime_info(self) -> dict[str, object]:
         return {"blas_threads_requested": self.workers}

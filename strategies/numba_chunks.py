@@ -22,7 +22,6 @@ May not touch: timing, files (other than Numba's cache), other strategies.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 import time
@@ -32,7 +31,7 @@ import numpy as np
 from harness.model.errors import InvalidParameterError
 from harness.model.gmm import DerivedParams, SufficientStats
 from harness.model.threads import usable_cores
-from strategies.base import ShiftedSumsStrategy
+from strategies.base import ShiftedSumsStrategy, find_reason
 
 #: Environment variable: ``1`` compiles the kernels with (rounding-safe) fast-math flags.
 FASTMATH_ENV = "GMM_HARNESS_NUMBA_FASTMATH"
@@ -77,9 +76,7 @@ class NumbaStrategy(ShiftedSumsStrategy):
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
-        if importlib.util.find_spec("numba") is None:
-            return f"numba is not installed; {_INSTALL_HINT}"
-        return None
+        return find_reason("numba", f"numba is not installed; {_INSTALL_HINT}")
 
     # ---- life cycle -----------------------------------------------------------------
 

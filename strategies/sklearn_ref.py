@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from harness.model.gmm import REG_COVAR, DerivedParams, SufficientStats
-from strategies.base import Strategy, import_error
+from strategies.base import Strategy, import_reason
 
 
 class SklearnStrategy(Strategy):
@@ -24,14 +24,12 @@ class SklearnStrategy(Strategy):
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
-        error = import_error("sklearn.mixture._gaussian_mixture")
-        if error:
-            return f"scikit-learn is not installed: {error}"
-        from sklearn.mixture import _gaussian_mixture as module
-
-        if not hasattr(module, "_estimate_gaussian_parameters"):
-            return "this scikit-learn has no _estimate_gaussian_parameters"
-        return None
+        return import_reason(
+            "sklearn.mixture._gaussian_mixture",
+            "scikit-learn is not installed: {error}",
+            "_estimate_gaussian_parameters",
+            "this scikit-learn has no _estimate_gaussian_parameters",
+        )
 
     def _setup(self, X: np.ndarray) -> None:
         from sklearn.mixture import GaussianMixture

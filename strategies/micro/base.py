@@ -32,6 +32,32 @@ from harness.model.errors import InvalidParameterError
 from harness.model.problems import check_vector
 from strategies.base import Lifecycle
 
+#: One line per registered micro-strategy for ``python -m harness strategies``:
+#: ``{family: {problem: description}}``, the problems in registry order. The
+#: ``python_loops`` family writes its classes out (their ``run`` differs per problem).
+DESCRIPTIONS: dict[str, dict[str, str]] = {
+    "cython": {
+        "summarize": "typed Cython sum, one thread, nogil",
+        "pairwise": "typed Cython O(n^2) pairwise sum, one thread, nogil",
+    },
+    "openmp": {
+        "summarize": "OpenMP prange, one block per thread, reduction(+)",
+        "pairwise": "OpenMP prange over row blocks, reduction(+)",
+    },
+    "joblib-threads": {
+        "summarize": "joblib threading backend, one task per worker, nogil Cython sum",
+        "pairwise": "joblib threading backend, one row block per worker, nogil Cython",
+    },
+    "multiprocessing": {
+        "summarize": "multiprocessing.Pool, x in shared memory once, one chunk per worker",
+        "pairwise": "multiprocessing.Pool, x in shared memory once, one row block per worker",
+    },
+    "joblib-processes": {
+        "summarize": "joblib loky processes, x memmapped once, one chunk per worker",
+        "pairwise": "joblib loky processes, x memmapped once, one row block per worker",
+    },
+}
+
 
 def task_bounds(n: int, tasks: int) -> list[tuple[int, int]]:
     """``tasks`` contiguous, near-equal ranges covering ``[0, n)`` (fewer if n < tasks).
@@ -63,10 +89,9 @@ class MicroStrategy(Lifecycle):
     """
 
     uses_openmp: ClassVar[bool] = False
-    #: Family classes only: the registry-name ending and ``{problem: description}``,
+    #: Family classes only: the registry-name ending, a key of :data:`DESCRIPTIONS`,
     #: from which :func:`per_problem` makes the registered classes.
     family: ClassVar[str] = ""
-    descriptions: ClassVar[dict[str, str]] = {}
     data_name: ClassVar[str] = "x"
 
     _check = staticmethod(check_vector)
@@ -213,15 +238,15 @@ class ProcessMicroStrategy(CompiledMicroStrategy):
 def per_problem(family: type[MicroStrategy]) -> tuple[type[MicroStrategy], ...]:
     """One registered class per problem of a family, from the family's class attributes.
 
-    ``family.descriptions`` maps each problem to its description, in the order the
-    classes are returned; ``family.family`` is the registry-name ending. The classes are
+    ``DESCRIPTIONS[family.family]`` maps each problem to its description, in the order
+    the classes are returned; ``family.family`` is the registry-name ending. The classes are
     ``<Problem><Stem>`` (the stem: the family class's name without ``_`` and ``Micro``),
     registered as ``<problem>-<family>``, and belong to the family's module, so they
     pickle and are found by the registry as classes written out are.
     """
     stem = family.__name__.strip("_").removesuffix("Micro")
     classes = []
-    for problem, description in family.descriptions.items():
+    for problem, description in DESCRIPTIONS[family.family].items():
         class_name = f"{problem.capitalize()}{stem}"
         attributes = {
             "name": f"{problem}-{family.family}",

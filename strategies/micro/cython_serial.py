@@ -7,17 +7,11 @@ region. Every parallel micro-strategy runs the same per-element code on its task
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 from strategies.micro.base import CompiledMicroStrategy, combine, per_problem, serial_kernel
 
 
 class _CythonMicro(CompiledMicroStrategy):
     family = "cython"
-    descriptions: ClassVar[dict[str, str]] = {
-        "summarize": "typed Cython sum, one thread, nogil",
-        "pairwise": "typed Cython O(n^2) pairwise sum, one thread, nogil",
-    }
     kind = "serial"
 
     def run(self) -> object:

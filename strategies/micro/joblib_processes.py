@@ -20,7 +20,6 @@ import contextlib
 import os
 import shutil
 import tempfile
-from typing import ClassVar
 
 import numpy as np
 
@@ -68,10 +67,6 @@ def _release(resources: _Resources) -> None:
 
 class _JoblibProcessesMicro(ProcessMicroStrategy):
     family = "joblib-processes"
-    descriptions: ClassVar[dict[str, str]] = {
-        "summarize": "joblib loky processes, x memmapped once, one chunk per worker",
-        "pairwise": "joblib loky processes, x memmapped once, one row block per worker",
-    }
     _new_resources = staticmethod(_Resources)
     _release = staticmethod(_release)
 

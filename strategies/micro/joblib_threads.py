@@ -12,8 +12,6 @@ small tasks feel. With ``workers=1`` joblib runs the task in the calling thread.
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import numpy as np
 
 from strategies.micro.base import (
@@ -27,10 +25,6 @@ from strategies.micro.base import (
 
 class _JoblibThreadsMicro(CompiledMicroStrategy):
     family = "joblib-threads"
-    descriptions: ClassVar[dict[str, str]] = {
-        "summarize": "joblib threading backend, one task per worker, nogil Cython sum",
-        "pairwise": "joblib threading backend, one row block per worker, nogil Cython",
-    }
     kind = "threads"
     parallel = True
 

@@ -22,7 +22,6 @@ import os
 import secrets
 import signal
 from multiprocessing import shared_memory
-from typing import ClassVar
 
 import numpy as np
 
@@ -104,10 +103,6 @@ def _release(resources: _Resources) -> None:
 
 class _MultiprocessingMicro(ProcessMicroStrategy):
     family = "multiprocessing"
-    descriptions: ClassVar[dict[str, str]] = {
-        "summarize": "multiprocessing.Pool, x in shared memory once, one chunk per worker",
-        "pairwise": "multiprocessing.Pool, x in shared memory once, one row block per worker",
-    }
     _new_resources = staticmethod(_Resources)
     _release = staticmethod(_release)
 

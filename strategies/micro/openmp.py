@@ -8,17 +8,11 @@ code. Unavailable, with the reason, when the kernels were built without OpenMP.
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 from strategies.micro.base import CompiledMicroStrategy, per_problem
 
 
 class _OpenMPMicro(CompiledMicroStrategy):
     family = "openmp"
-    descriptions: ClassVar[dict[str, str]] = {
-        "summarize": "OpenMP prange, one block per thread, reduction(+)",
-        "pairwise": "OpenMP prange over row blocks, reduction(+)",
-    }
     kind = "openmp"
     parallel = True
     uses_openmp = True
