@@ -51,7 +51,7 @@ import numpy as np
 from harness.bench import compiled_targets
 from harness.bench.compiled_report import print_fastest, print_table
 from harness.bench.compiled_targets import REFERENCE
-from harness.bench.targets import add_targets_option
+from harness.bench.options import add_bench_options
 from harness.model import args as types
 from harness.model.errors import DataFileError, InvalidParameterError
 
@@ -146,30 +146,21 @@ def _names(text: str) -> tuple[str, ...]:
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--workloads",
-        type=_names,
-        default=",".join(DEFAULT_WORKLOADS),
-        help="comma-separated workloads",
+    lists = (
+        ("--workloads", DEFAULT_WORKLOADS, "comma-separated workloads"),
+        (
+            "--strategies",
+            COMPILED,
+            "compiled strategies to time (scikit-learn is always timed alongside)",
+        ),
+        (
+            "--peers",
+            PEERS,
+            "library strategies timed alongside (differenced whole fits); 'none' for none",
+        ),
     )
-    parser.add_argument(
-        "--n",
-        type=types.size,
-        default=None,
-        help="points for every workload; omitted: each workload's own (schreiber 4e6)",
-    )
-    parser.add_argument(
-        "--strategies",
-        type=_names,
-        default=",".join(COMPILED),
-        help="compiled strategies to time (scikit-learn is always timed alongside)",
-    )
-    parser.add_argument(
-        "--peers",
-        type=_names,
-        default=",".join(PEERS),
-        help="library strategies timed alongside (differenced whole fits); 'none' for none",
-    )
+    for flag, default, help_text in lists:
+        parser.add_argument(flag, type=_names, default=",".join(default), help=help_text)
     parser.add_argument("--workers", type=types.worker_list, default="1,2", help="worker counts")
     parser.add_argument(
         "--rounds", type=types.positive_int, default=5, help="timed rounds (one iteration each)"
@@ -178,14 +169,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "--warmup", type=types.nonnegative_int, default=1, help="discarded rounds first"
     )
     parser.add_argument("--seed", type=types.seed, default=0, help="data and initialisation seed")
-    parser.add_argument(
-        "--json",
-        metavar="PATH",
-        type=types.output_file,
-        default=None,
-        help="also write the figures here (its folder is checked before the benchmark)",
+    add_bench_options(
+        parser,
+        compiled_targets.SECTION,
+        "points for every workload; omitted: each workload's own (schreiber 4e6)",
     )
-    add_targets_option(parser, compiled_targets.SECTION)
 
 
 # --------------------------------------------------------------------------------------

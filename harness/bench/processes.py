@@ -50,13 +50,14 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.bench.options import add_bench_options
 from harness.bench.processes_report import (
     report_memory,
     report_prepare,
     report_time,
     report_traffic,
 )
-from harness.bench.targets import add_targets_option, judge, load_targets, print_verdicts
+from harness.bench.targets import judge, load_targets, print_verdicts
 from harness.model import args as types
 from harness.model.errors import HarnessError, InvalidParameterError
 from harness.sweep.formats import to_json, write_text_atomic
@@ -85,31 +86,18 @@ MIN_TIME_SIZE = 10
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=types.workers, default=2, help="worker processes")
     parser.add_argument(
-        "--n",
-        type=types.size,
-        default=None,
-        help="points for the memory and prepare measurements "
-        "(default: schreiber's 4,000,000; 1,000,000 with --quick)",
-    )
-    parser.add_argument(
         "--sizes",
         type=types.sizes_at_least(MIN_TIME_SIZE),
         default=None,
         help="comma-separated n for the time/crossover table "
         f"(default {','.join(map(str, DEFAULT_SIZES))})",
     )
-    parser.add_argument(
-        "--iterations",
-        type=types.positive_int,
-        default=3,
-        help="EM iterations in each memory measurement",
+    counts = (
+        ("--iterations", 3, "EM iterations in each memory measurement"),
+        ("--repeats", 5, "timed iterations per strategy and size (after one warm-up)"),
     )
-    parser.add_argument(
-        "--repeats",
-        type=types.positive_int,
-        default=5,
-        help="timed iterations per strategy and size (after one warm-up)",
-    )
+    for flag, default, help_text in counts:
+        parser.add_argument(flag, type=types.positive_int, default=default, help=help_text)
     parser.add_argument(
         "--quick", action="store_true", help="smaller sizes and fewer repeats (about a minute)"
     )
@@ -118,14 +106,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         default="memory,time,prepare",
         help="comma-separated subset of memory,time,prepare (traffic comes with time)",
     )
-    parser.add_argument(
-        "--json",
-        metavar="FILE",
-        type=types.output_file,
-        default=None,
-        help="also write every figure to this JSON file (checked before the benchmark)",
+    add_bench_options(
+        parser,
+        "bench-processes",
+        "points for the memory and prepare measurements "
+        "(default: schreiber's 4,000,000; 1,000,000 with --quick)",
     )
-    add_targets_option(parser, "bench-processes")
 
 
 # --------------------------------------------------------------------------------------

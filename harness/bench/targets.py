@@ -19,7 +19,6 @@ it is handed.
 
 from __future__ import annotations
 
-import argparse
 import math
 import operator
 from collections.abc import Callable, Collection, Mapping
@@ -153,16 +152,6 @@ def judge(
     return verdicts
 
 
-def add_targets_option(parser: argparse.ArgumentParser, section: str) -> None:
-    """The ``--targets FILE`` option of a bench command whose targets are ``[section]``."""
-    parser.add_argument(
-        "--targets",
-        metavar="FILE",
-        default=None,
-        help=f"targets file, section [{section}] (default: results/targets.toml)",
-    )
-
-
 def print_verdicts(verdicts: list[tuple[str, bool, str]]) -> None:
     """The ``Targets`` block: one ``PASS``/``FAIL`` line per judged target."""
     print("\nTargets")
@@ -174,7 +163,6 @@ __all__ = [
     "COMPARISONS",
     "DEFAULT_TARGETS",
     "Target",
-    "add_targets_option",
     "judge",
     "load_targets",
     "print_verdicts",

@@ -51,6 +51,7 @@ from harness.sweep.results import (
     TABLE_FILE,
     load_meta,
     load_table,
+    run_folder,
 )
 
 #: Points of the fitted-model picture: enough to show the shape, quick to re-fit.
@@ -199,11 +200,7 @@ def plot_run(
         If the folder, its table or its metadata cannot be read, or a file cannot be
         written.
     """
-    run_dir = Path(run_dir)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise DataFileError(f"not a folder: {run_dir} (give a results folder)")
-    if not run_dir.is_dir():
-        raise DataFileError(f"results folder not found: {run_dir}")
+    run_dir = run_folder(run_dir)
     table = load_table(run_dir)
     # Missing or damaged metadata is refused: a report that cannot say what machine and
     # build measured its figures would present them as if it could.
