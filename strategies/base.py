@@ -257,8 +257,13 @@ class ShiftedSumsStrategy(Strategy):
     The compiled, Numba and Dask strategies accumulate sums relative to the means of
     the last E-step (the data mean before any), so that centring them loses nothing on
     data far from the origin. This class holds that shift and the argument checks
-    those strategies share; each sets ``_data_mean`` in its ``_setup``.
+    those strategies share; each sets ``_data_mean`` in its ``_setup``. All of them run
+    compiled code without the GIL and offer the one-pass fused iteration (a subclass
+    that cannot says so).
     """
+
+    releases_gil = True
+    has_fused_iteration = True
 
     def __init__(self, workers: int = 1) -> None:
         super().__init__(workers)

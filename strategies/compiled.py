@@ -42,9 +42,7 @@ class CompiledStrategy(ShiftedSumsStrategy):
     """
 
     needs_compiled = True
-    releases_gil = True
     kernel = "cython"
-    has_fused_iteration = True
     #: True when the strategy needs the kernels' OpenMP parallel regions.
     uses_openmp: ClassVar[bool] = False
     #: The kernel functions of :mod:`kernels` the E-step and M-step call.
@@ -110,7 +108,7 @@ class CompiledStrategy(ShiftedSumsStrategy):
         self, X: np.ndarray, derived: DerivedParams, log_resp: np.ndarray, threads: int
     ) -> tuple[float, int]:
         """The E-step kernel on the rows ``X`` (all of them, or one task's slice)."""
-        model = derived.log_norm, derived.means, derived.precision_cholesky
+        model = derived.kernel_arrays()
         kernel = getattr(self.kernels, self.kernel_names["e_step"])
         return kernel(X, *model, log_resp, threads)
 
@@ -168,7 +166,7 @@ class CompiledStrategy(ShiftedSumsStrategy):
     ) -> tuple[float, int]:
         """The fused kernel on the rows ``X``, accumulating into ``sums`` (mass, shifted
         sum, shifted outer products) relative to ``shift``."""
-        model = derived.log_norm, derived.means, derived.precision_cholesky
+        model = derived.kernel_arrays()
         return self.kernels.fused(X, *model, shift, *sums, threads)
 
     def runtime_info(self) -> dict[str, object]:

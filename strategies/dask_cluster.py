@@ -277,8 +277,6 @@ class _Cluster:
 class DaskStrategy(ShiftedSumsStrategy):
     name = "dask"
     kind = "distributed"
-    releases_gil = True
-    has_fused_iteration = True
     parallel = True
     description = "dask.distributed cluster, one pinned block per worker, client-side merge"
 

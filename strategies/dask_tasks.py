@@ -83,18 +83,9 @@ def fused_task(
     else:
         k, d = derived.means.shape
         shift = np.ascontiguousarray(derived.means)
-        mass, shifted_sum, shifted_outer = np.empty(k), np.empty((k, d)), np.empty((k, d, d))
-        loglik, _ = kernel.fused(
-            block,
-            np.ascontiguousarray(derived.log_norm),
-            shift,
-            np.ascontiguousarray(derived.precision_cholesky),
-            shift,
-            mass,
-            shifted_sum,
-            shifted_outer,
-            1,
-        )
+        sums = mass, shifted_sum, shifted_outer = np.empty(k), np.empty((k, d)), np.empty((k, d, d))
+        log_norm, means, precision = derived.kernel_arrays()
+        loglik, _ = kernel.fused(block, log_norm, means, precision, shift, *sums, 1)
         stats = SufficientStats.from_shifted_sums(
             mass, shifted_sum, shifted_outer, shift, block.shape[0]
         )
@@ -114,14 +105,7 @@ def e_step_task(
         loglik = mean_loglik * block.shape[0]
     else:
         log_resp = np.empty((block.shape[0], derived.n_components))
-        loglik, _ = kernel.e_step(
-            block,
-            np.ascontiguousarray(derived.log_norm),
-            np.ascontiguousarray(derived.means),
-            np.ascontiguousarray(derived.precision_cholesky),
-            log_resp,
-            1,
-        )
+        loglik, _ = kernel.e_step(block, *derived.kernel_arrays(), log_resp, 1)
     seconds = time.perf_counter() - began
     return log_resp, float(loglik), seconds, _address(), _WORKER.path
 

@@ -60,8 +60,6 @@ def _chunk_rows(n: int, d: int, k: int) -> int:
 class NumbaStrategy(ShiftedSumsStrategy):
     name = "numba"
     kind = "threads"
-    releases_gil = True
-    has_fused_iteration = True
     parallel = True
     description = "Numba @njit(parallel=True) prange over the openmp chunk grid, fused pass"
 
@@ -172,16 +170,8 @@ class NumbaStrategy(ShiftedSumsStrategy):
         shift = np.ascontiguousarray(derived.means)
         partials = np.empty((chunks, 1 + k * (1 + d + d * (d + 1) // 2)))
         self._threads()
-        self.compiled.fused_chunks(
-            X,
-            np.ascontiguousarray(derived.log_norm),
-            shift,
-            np.ascontiguousarray(derived.precision_cholesky),
-            shift,
-            rows,
-            block,
-            partials,
-        )
+        log_norm, means, precision = derived.kernel_arrays()
+        self.compiled.fused_chunks(X, log_norm, means, precision, shift, rows, block, partials)
         self._shift = shift
         stats, loglik_sum = self._statistics(partials, k, shift)
         return stats, loglik_sum / X.shape[0]
@@ -194,16 +184,8 @@ class NumbaStrategy(ShiftedSumsStrategy):
         log_resp = np.empty((X.shape[0], k))
         partials = np.empty((chunks, 1))
         self._threads()
-        self.compiled.e_step_chunks(
-            X,
-            np.ascontiguousarray(derived.log_norm),
-            np.ascontiguousarray(derived.means),
-            np.ascontiguousarray(derived.precision_cholesky),
-            rows,
-            block,
-            log_resp,
-            partials,
-        )
+        model = derived.kernel_arrays()
+        self.compiled.e_step_chunks(X, *model, rows, block, log_resp, partials)
         total = np.empty(1)
         self.compiled.sum_rows(partials, total)
         self._shift = np.ascontiguousarray(derived.means)
