@@ -35,8 +35,8 @@ import numpy as np
 from harness.model.gmm import DerivedParams, SufficientStats
 from strategies.compiled import CompiledStrategy
 
-#: Tasks per call are max(MIN_TASKS, TASKS_PER_WORKER * workers): 16 tasks cost well
-#: under a millisecond of dispatch per call and keep 2-4 threads evenly busy.
+#: Tasks per call are max(MIN_TASKS, TASKS_PER_WORKER * workers): enough to keep a
+#: few threads evenly busy, few enough that dispatching them stays small next to the work.
 MIN_TASKS = 16
 TASKS_PER_WORKER = 4
 

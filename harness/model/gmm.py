@@ -306,7 +306,7 @@ def params_from_stats(
     scatter / N_k + reg_covar * I``. A component whose mass fell below
     ``COLLAPSE_FRACTION * n`` has no usable mean or covariance: it keeps its previous
     mean and covariance, gets the floor weight, is listed in ``collapsed`` and a
-    :class:`CollapsedComponentWarning` is issued, instead of producing NaN.
+    :class:`CollapsedComponentWarning` is emitted, instead of producing NaN.
 
     Parameters
     ----------
@@ -315,7 +315,7 @@ def params_from_stats(
         Parameters of the iteration that produced ``stats``.
     reg_covar : float
     warn : bool
-        Issue the warning for collapsed components.
+        Emit the warning for collapsed components.
 
     Returns
     -------

@@ -32,7 +32,8 @@ Definitions (``T(s, p)`` is the median wall time of one EM iteration of strategy
   propagated from the speedup's interval; a model value whose band is wider than the
   value itself says nothing and is marked not shown (``model_<p>_shown``). With two
   cores measured this usually keeps the nearest extrapolation and drops the far ones:
-  1.8x and 1.9x at 2 cores, both inside a typical interval, give 8x and 15x at 64.
+  two speedups at 2 cores that one interval cannot tell apart extrapolate to 64 cores
+  values about a factor of two apart.
 
 **Disturbed configurations** (the table's ``disturbed`` column, when the sweep
 recorded one: still disturbed by other programs or unstable after the last attempt)

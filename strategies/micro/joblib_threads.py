@@ -6,7 +6,7 @@ of elements or rows), each task calls the one-thread kernel, which releases the 
 for the whole range. The partial sums are added in task order.
 
 What joblib adds on top of the work: dispatch through its thread pool, and its result
-polling (``Parallel._retrieve`` sleeps 10 ms while the next result is pending), which
+polling (``Parallel._retrieve`` sleeps a fixed interval while the next result is pending), which
 small tasks feel. With ``workers=1`` joblib runs the task in the calling thread.
 """
 
