@@ -64,6 +64,19 @@ _COMMANDS: dict[str, tuple[str, str]] = {
         "teaching demos: `demo race` shows a lost-update race and two fixes (OpenMP)",
     ),
 }
+#: Commands implemented in this module: name -> (one-line help, description).
+_BUILT_IN: dict[str, tuple[str, str]] = {
+    "fit": (
+        "fit one strategy on a workload or a data file and print per-iteration times",
+        "Fit a full-covariance Gaussian mixture with one strategy and report "
+        "per-iteration wall time, the mean log-likelihood and the fitted parameters.",
+    ),
+    "strategies": (
+        "list every strategy, its kind and whether it can run here",
+        "List the registered strategies with their kind, availability and, "
+        "for unavailable ones, the reason.",
+    ),
+}
 #: The modules of the commands above (tests and tools list them).
 _COMMAND_MODULES = {command: module for command, (module, _) in _COMMANDS.items()}
 
@@ -91,6 +104,15 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+def _add_command(
+    subparsers: argparse._SubParsersAction, name: str, help_text: str, description: str
+) -> argparse.ArgumentParser:
+    """A command's parser: its line in the command list, its description, the help format."""
+    return subparsers.add_parser(
+        name, help=help_text, description=description, formatter_class=_HelpFormatter
+    )
+
+
 #: Iteration cap of ``fit --tol`` when ``--max-iter`` is not given.
 DEFAULT_MAX_ITER = 100
 #: Iterations of ``fit`` when neither ``--iterations`` nor ``--tol`` is given.
@@ -100,13 +122,7 @@ DEFAULT_ITERATIONS = 10
 def _add_fit_parser(subparsers: argparse._SubParsersAction) -> None:
     from harness.model.workloads import WORKLOADS
 
-    parser = subparsers.add_parser(
-        "fit",
-        help="fit one strategy on a workload or a data file and print per-iteration times",
-        description="Fit a full-covariance Gaussian mixture with one strategy and report "
-        "per-iteration wall time, the mean log-likelihood and the fitted parameters.",
-        formatter_class=_HelpFormatter,
-    )
+    parser = _add_command(subparsers, "fit", *_BUILT_IN["fit"])
     parser.add_argument(
         "--strategy", required=True, help="strategy name (see `python -m harness strategies`)"
     )
@@ -328,12 +344,7 @@ def _run_fit(args: argparse.Namespace) -> int:
 
 
 def _add_strategies_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "strategies",
-        help="list every strategy, its kind and whether it can run here",
-        description="List the registered strategies with their kind, availability and, "
-        "for unavailable ones, the reason.",
-    )
+    parser = _add_command(subparsers, "strategies", *_BUILT_IN["strategies"])
     parser.add_argument(
         "--json", action="store_true", help="print a JSON list of {name, kind, available, reason}"
     )
@@ -380,9 +391,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     _add_strategies_parser(subparsers)
     chosen = None if argv is None else next((a for a in argv if not a.startswith("-")), "")
     for command, (module_name, help_text) in _COMMANDS.items():
-        sub = subparsers.add_parser(
-            command, help=help_text, description=help_text, formatter_class=_HelpFormatter
-        )
+        sub = _add_command(subparsers, command, help_text, help_text)
         if chosen is None or chosen == command:
             module = importlib.import_module(module_name)
             module.configure_parser(sub)

@@ -29,10 +29,10 @@ How the data-parallel kernels are organised (after scikit-learn's k-means Lloyd 
   (:func:`block_rows`).
 * Blocks are grouped into chunks; ``prange`` hands chunks to threads one at a time
   (dynamic schedule), so a thread that wakes late or is descheduled for a moment
-  takes fewer chunks instead of holding up the others. Measured against a static
-  schedule on this 2-core machine: quinn (7 ms per iteration) 1.77x from 1 to 2
-  threads instead of 1.48-1.64x, schreiber 1.9-2.0x either way. The chunk grid
-  depends only on ``(n, d, k)``, never on the thread count.
+  takes fewer chunks instead of holding up the others. Against a static schedule on
+  a 2-core machine it scaled better from 1 to 2 threads on short iterations and no
+  worse on long ones. The chunk grid depends only on ``(n, d, k)``, never on the
+  thread count.
 * Each chunk writes its partial sums into its own row of a partials array; after the
   parallel loop the rows are added in chunk order. Results are therefore *bitwise*
   identical for any thread count and any schedule.
@@ -43,7 +43,7 @@ How the data-parallel kernels are organised (after scikit-learn's k-means Lloyd 
 * Three register-blocked inner loops (the quadratic form for d > 2, the statistics
   for d = 2 and for d > 2) are small C functions in the ``cdef extern`` block below,
   written with explicit SIMD vectors: gcc does not keep several accumulator arrays
-  in registers from Cython's output, and those loops ran 2-7x slower.
+  in registers from Cython's output, and those loops ran several times slower.
 * With ``num_threads == 1`` no OpenMP region is opened at all (same chunk grid, same
   results), so forked worker processes can call the kernels safely.
 
@@ -86,9 +86,9 @@ cdef extern from *:
     #include <stdlib.h>
     /* n doubles on a cache-line (64-byte) boundary, or NULL; release with free().
        With malloc's 16-byte alignment, where the scratch rows fell relative to cache
-       lines varied with the heap state of each process: the same build's highdim
-       iteration (n = 5000, one thread) ran at 4.3 ms in some processes and 5.8 ms in
-       others; aligned, at 4.1-4.5 ms in every one of 12. */
+       lines varied with the heap state of each process, and so did the speed of the
+       same build's iteration from one process to the next; aligned, every process
+       runs alike. */
     static double *gmm_aligned_doubles(Py_ssize_t n) {
         void *p = NULL;
         if (n < 1 || posix_memalign(&p, 64, (size_t)n * sizeof(double)) != 0) return NULL;
@@ -96,7 +96,7 @@ cdef extern from *:
     }
     /* ---- Register-blocked micro-kernels for d > 2, in C because they need explicit
        SIMD vectors: gcc does not vectorise these loop nests reliably from Cython's
-       output (measured: 5-10x slower). GCC/Clang vector extensions at the native
+       output (several times slower when measured). GCC/Clang vector extensions at the native
        width (AVX-512: 8 doubles, AVX: 4, else 2); a wider-than-native vector type
        is lowered badly, so the width follows the target. Plain C elsewhere. ---- */
     #if defined(__AVX512F__)
@@ -299,10 +299,9 @@ cdef enum:
 # ... and at most this many doubles (8 MiB) of partial sums in all.
 cdef Py_ssize_t PARTIALS_BUDGET = 1 << 20
 # A block's working set (2 d + k + 4 rows of B doubles) is kept within this: the L1
-# data cache of x86 cores of the last decade (32-48 KiB). Measured: the d = 32
-# quadratic form runs 1.45x faster on blocks of 48 rows than of 256 (64 KiB of
-# centred points, which spill to L2 on every pass), quinn's E-step (k = 50) 1.3x
-# faster on blocks of 64.
+# data cache of x86 cores of the last decade (32-48 KiB). Blocks that fit ran the
+# d = 32 quadratic form clearly faster than 256-row blocks, whose centred points
+# (64 KiB) spill to L2 on every pass; quinn's E-step (k = 50) gained likewise.
 cdef Py_ssize_t L1_BUDGET_BYTES = 32 * 1024
 
 # Environment variable that makes openmp_enabled() false, read once at import, as a

@@ -28,6 +28,7 @@ from harness.model.errors import (
     UnknownStrategyError,
 )
 from harness.model.problems import DEFAULT_PROBLEM, PROBLEMS
+from harness.model.validation import look_up
 from strategies.base import KINDS, Strategy
 from strategies.micro.base import MicroStrategy
 
@@ -199,11 +200,7 @@ def get_info(name: str) -> StrategyInfo:
     UnknownStrategyError
         With the list of valid names.
     """
-    key = str(name).strip().lower()
-    info = registry().get(key)
-    if info is None:
-        raise UnknownStrategyError(f"unknown strategy {name!r}; valid names: {', '.join(names())}")
-    return info
+    return look_up(registry(), name, "strategy", valid=names(), error=UnknownStrategyError)
 
 
 def load_one(name: str) -> StrategyInfo:
@@ -217,11 +214,8 @@ def load_one(name: str) -> StrategyInfo:
     UnknownStrategyError
         With the list of valid names.
     """
-    key = str(name).strip().lower()
-    target = dict(_ENTRIES).get(key)
-    if target is None:
-        raise UnknownStrategyError(f"unknown strategy {name!r}; valid names: {', '.join(names())}")
-    return _load(key, target)
+    target = look_up(dict(_ENTRIES), name, "strategy", valid=names(), error=UnknownStrategyError)
+    return _load(str(name).strip().lower(), target)
 
 
 def get_strategy(name: str, problem: str | None = None) -> type[Strategy]:

@@ -22,6 +22,8 @@ To add a strategy, copy ``strategies/_template.py`` and add one line to
 from __future__ import annotations
 
 import abc
+import importlib
+import importlib.util
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -36,7 +38,120 @@ Kind = Literal["serial", "threads", "processes", "openmp", "distributed", "libra
 KINDS: tuple[str, ...] = ("serial", "threads", "processes", "openmp", "distributed", "library")
 
 
-class Strategy(abc.ABC):
+def import_reason(module: str, missing: str, attribute: str = "", lacking: str = "") -> str | None:
+    """Why an optional package cannot be used here, or None (for ``unavailable_reason``).
+
+    Parameters
+    ----------
+    module : str
+        What to import.
+    missing : str
+        The reason when it does not import; ``{error}`` stands for the ImportError.
+    attribute, lacking : str, optional
+        An attribute the module must have, and the reason when it has not.
+    """
+    try:
+        imported = importlib.import_module(module)
+    except ImportError as exc:
+        return missing.format(error=exc)
+    if attribute and not hasattr(imported, attribute):
+        return lacking
+    return None
+
+
+def find_reason(module: str, missing: str) -> str | None:
+    """``missing`` when ``module`` cannot be found, else None; never imports it (cheap)."""
+    return None if importlib.util.find_spec(module) is not None else missing
+
+
+class Lifecycle(abc.ABC):
+    """Capabilities and life cycle shared by both interfaces (EM and micro-problems).
+
+    Holds the capability flags, the worker count, ``prepare`` (validate, then the
+    ``_setup`` hook), ``close`` (the ``_teardown`` hook) and context-manager use.
+    Subclasses say how their data is validated (:meth:`_check`) and what they compute.
+
+    Parameters
+    ----------
+    workers : int
+        Threads or processes the strategy uses; honoured exactly.
+    """
+
+    name: ClassVar[str] = ""
+    problem: ClassVar[str] = ""
+    kind: ClassVar[Kind] = "serial"
+    releases_gil: ClassVar[bool] = False
+    needs_compiled: ClassVar[bool] = False
+    has_fused_iteration: ClassVar[bool] = False
+    parallel: ClassVar[bool] = False
+    whole_fit: ClassVar[bool] = False
+    description: ClassVar[str] = ""
+    #: Parallel only through BLAS: :meth:`blas_threads` gives BLAS the workers.
+    blas_parallel: ClassVar[bool] = False
+    #: How ``prepare``'s argument is named in error messages.
+    data_name: ClassVar[str] = "X"
+
+    def __init__(self, workers: int = 1) -> None:
+        self.workers = check_workers(workers)
+        self._data: np.ndarray | None = None
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        """Why this strategy cannot run here, or None when it can.
+
+        Must be cheap and must not raise; override for optional dependencies.
+        """
+        return None
+
+    @staticmethod
+    @abc.abstractmethod
+    def _check(data: np.ndarray) -> np.ndarray:
+        """``prepare``'s argument validated and converted (C-contiguous float64)."""
+
+    def prepare(self, data: np.ndarray) -> None:
+        """Validate ``data`` once per dataset and place it where the workers read it."""
+        self.close()
+        self._data = self._check(data)
+        self._setup(self._data)
+
+    def _setup(self, data: np.ndarray) -> None:  # noqa: B027 (optional hook)
+        """Hook for subclasses: start pools, share data. ``data`` is already validated."""
+
+    def _prepared(self) -> np.ndarray:
+        """The prepared data; raises before :meth:`prepare`."""
+        if self._data is None:
+            raise InvalidParameterError(
+                f"strategy {self.name!r}: call prepare({self.data_name}) first"
+            )
+        return self._data
+
+    def blas_threads(self) -> int:
+        """BLAS threads while this strategy runs; the driver applies it with threadpoolctl.
+
+        1 for everything that parallelises by itself, so that workers never also run
+        a multi-threaded BLAS (no hidden oversubscription); the workers for a strategy
+        that is parallel only through BLAS (``blas_parallel``).
+        """
+        return self.workers if self.blas_parallel else 1
+
+    def close(self) -> None:
+        """Release every resource; safe to call more than once."""
+        self._teardown()
+
+    def _teardown(self) -> None:  # noqa: B027 (optional hook)
+        """Hook for subclasses: stop pools, unlink shared memory."""
+
+    def __enter__(self) -> Lifecycle:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(workers={self.workers})"
+
+
+class Strategy(Lifecycle):
     """Base class of all strategies.
 
     Parameters
@@ -71,32 +186,10 @@ class Strategy(abc.ABC):
         :mod:`harness.model.problems`).
     """
 
-    name: ClassVar[str] = ""
     problem: ClassVar[str] = "gmm"
-    kind: ClassVar[Kind] = "serial"
-    releases_gil: ClassVar[bool] = False
-    needs_compiled: ClassVar[bool] = False
-    has_fused_iteration: ClassVar[bool] = False
-    parallel: ClassVar[bool] = False
-    whole_fit: ClassVar[bool] = False
-    description: ClassVar[str] = ""
     kernel: ClassVar[str] = "numpy"
 
-    def __init__(self, workers: int = 1) -> None:
-        self.workers = check_workers(workers)
-        self._X: np.ndarray | None = None
-
-    # ---- availability ---------------------------------------------------------------
-
-    @classmethod
-    def unavailable_reason(cls) -> str | None:
-        """Why this strategy cannot run here, or None when it can.
-
-        Must be cheap and must not raise; override for optional dependencies.
-        """
-        return None
-
-    # ---- life cycle -----------------------------------------------------------------
+    _check = staticmethod(check_data)
 
     def prepare(self, X: np.ndarray) -> None:
         """Validate ``X`` once per dataset and place it where the workers read it.
@@ -106,19 +199,12 @@ class Strategy(abc.ABC):
         X : array_like, shape (n, d)
             Converted to C-contiguous float64 if needed (see :mod:`harness.model.validation`).
         """
-        self.close()
-        self._X = check_data(X)
-        self._setup(self._X)
-
-    def _setup(self, X: np.ndarray) -> None:  # noqa: B027 (optional hook)
-        """Hook for subclasses: start pools, share data. ``X`` is already validated."""
+        super().prepare(X)
 
     @property
     def X(self) -> np.ndarray:
         """The prepared data, shape (n, d), float64."""
-        if self._X is None:
-            raise InvalidParameterError(f"strategy {self.name!r}: call prepare(X) first")
-        return self._X
+        return self._prepared()
 
     @abc.abstractmethod
     def e_step(self, derived: DerivedParams) -> tuple[np.ndarray, float]:
@@ -157,14 +243,6 @@ class Strategy(abc.ABC):
         """
         raise NotImplementedError(f"strategy {self.name!r} has no fused iteration")
 
-    def blas_threads(self) -> int:
-        """BLAS threads while this strategy runs; the driver applies it with threadpoolctl.
-
-        1 for everything that parallelises by itself, so that workers never also run
-        a multi-threaded BLAS (no hidden oversubscription).
-        """
-        return 1
-
     def runtime_info(self) -> dict[str, object]:
         """What actually ran (code path, threads used, start method, bytes moved, ...).
 
@@ -172,18 +250,46 @@ class Strategy(abc.ABC):
         """
         return {"kernel": self.kernel}
 
-    def close(self) -> None:
-        """Release every resource; safe to call more than once."""
-        self._teardown()
 
-    def _teardown(self) -> None:  # noqa: B027 (optional hook)
-        """Hook for subclasses: stop pools, unlink shared memory."""
+class ShiftedSumsStrategy(Strategy):
+    """A strategy whose M-step sums are taken relative to a shift (not registered).
 
-    def __enter__(self) -> Strategy:
-        return self
+    The compiled, Numba and Dask strategies accumulate sums relative to the means of
+    the last E-step (the data mean before any), so that centring them loses nothing on
+    data far from the origin. This class holds that shift and the argument checks
+    those strategies share; each sets ``_data_mean`` in its ``_setup``. All of them run
+    compiled code without the GIL and offer the one-pass fused iteration (a subclass
+    that cannot says so).
+    """
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+    releases_gil = True
+    has_fused_iteration = True
 
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(workers={self.workers})"
+    def __init__(self, workers: int = 1) -> None:
+        super().__init__(workers)
+        self._shift: np.ndarray | None = None
+        self._data_mean: np.ndarray | None = None
+
+    def _check_derived(self, derived: DerivedParams) -> None:
+        if derived.n_features != self.X.shape[1]:
+            raise InvalidParameterError(
+                f"parameters have {derived.n_features} features but the prepared data has "
+                f"{self.X.shape[1]}"
+            )
+
+    def _log_resp_array(self, log_resp: np.ndarray) -> np.ndarray:
+        """``log_resp`` as C-contiguous float64 (n, k), or one clear error."""
+        array = np.asarray(log_resp)
+        if array.ndim != 2 or array.shape[0] != self.X.shape[0] or array.shape[1] < 1:
+            raise InvalidParameterError(
+                f"log responsibilities must have shape (n, k) with n = {self.X.shape[0]}; "
+                f"got {array.shape}"
+            )
+        return np.ascontiguousarray(array, dtype=np.float64)
+
+    def _shift_for(self, k: int) -> np.ndarray:
+        """Centre of the M-step sums: the last E-step's means, else the data mean."""
+        d = self.X.shape[1]
+        if self._shift is not None and self._shift.shape == (k, d):
+            return self._shift
+        return np.ascontiguousarray(np.broadcast_to(self._data_mean, (k, d)))

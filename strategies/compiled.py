@@ -17,7 +17,7 @@ import numpy as np
 import kernels
 from harness.model.errors import InvalidParameterError
 from harness.model.gmm import DerivedParams, SufficientStats
-from strategies.base import Strategy
+from strategies.base import ShiftedSumsStrategy
 
 
 def observed_blas_threads() -> int:
@@ -32,27 +32,26 @@ def observed_blas_threads() -> int:
     return max(counts, default=0)
 
 
-class CompiledStrategy(Strategy):
+class CompiledStrategy(ShiftedSumsStrategy):
     """Adapter from the compiled kernels to the strategy interface (not registered).
 
-    Subclasses choose the OpenMP thread count (:meth:`_kernel_threads`) and may
-    replace the kernel calls. The M-step sums are taken relative to the means of the
-    last E-step (or the data mean before any), so that centring them loses nothing.
+    OpenMP strategies run ``workers`` OpenMP threads per kernel call, the others one
+    (:meth:`_kernel_threads`); :attr:`kernel_names` names the kernel functions called,
+    and subclasses may replace the kernel calls. The M-step sums are shifted
+    (:class:`~strategies.base.ShiftedSumsStrategy`).
     """
 
     needs_compiled = True
-    releases_gil = True
     kernel = "cython"
-    has_fused_iteration = True
     #: True when the strategy needs the kernels' OpenMP parallel regions.
     uses_openmp: ClassVar[bool] = False
+    #: The kernel functions of :mod:`kernels` the E-step and M-step call.
+    kernel_names: ClassVar[dict[str, str]] = {"e_step": "e_step", "m_step": "m_step"}
 
     def __init__(self, workers: int = 1) -> None:
         super().__init__(workers)
         self._kernels: ModuleType | None = None
         self._threads = 1
-        self._shift: np.ndarray | None = None
-        self._data_mean: np.ndarray | None = None
         self._threads_used = 0
         self._blas_threads = 0
 
@@ -64,8 +63,8 @@ class CompiledStrategy(Strategy):
         return reason
 
     def _kernel_threads(self) -> int:
-        """OpenMP threads per kernel call."""
-        return 1
+        """OpenMP threads per kernel call: the workers where OpenMP runs them, else 1."""
+        return self.workers if self.uses_openmp else 1
 
     def _setup(self, X: np.ndarray) -> None:
         self._kernels = kernels.load()
@@ -83,30 +82,6 @@ class CompiledStrategy(Strategy):
         return self._kernels
 
     # ---- argument checks and shared conversions ---------------------------------------
-
-    def _check_derived(self, derived: DerivedParams) -> None:
-        if derived.n_features != self.X.shape[1]:
-            raise InvalidParameterError(
-                f"parameters have {derived.n_features} features but the prepared data has "
-                f"{self.X.shape[1]}"
-            )
-
-    def _log_resp_array(self, log_resp: np.ndarray) -> np.ndarray:
-        """``log_resp`` as C-contiguous float64 (n, k), or one clear error."""
-        array = np.asarray(log_resp)
-        if array.ndim != 2 or array.shape[0] != self.X.shape[0] or array.shape[1] < 1:
-            raise InvalidParameterError(
-                f"log responsibilities must have shape (n, k) with n = {self.X.shape[0]}; "
-                f"got {array.shape}"
-            )
-        return np.ascontiguousarray(array, dtype=np.float64)
-
-    def _shift_for(self, k: int) -> np.ndarray:
-        """Centre of the M-step sums: the last E-step's means, else the data mean."""
-        d = self.X.shape[1]
-        if self._shift is not None and self._shift.shape == (k, d):
-            return self._shift
-        return np.ascontiguousarray(np.broadcast_to(self._data_mean, (k, d)))
 
     def _record(self, threads_used: int) -> None:
         self._threads_used = max(self._threads_used, int(threads_used))
@@ -127,14 +102,15 @@ class CompiledStrategy(Strategy):
         return log_resp, loglik_sum / X.shape[0]
 
     def _e_step_kernel(self, derived: DerivedParams, log_resp: np.ndarray) -> tuple[float, int]:
-        return self.kernels.e_step(
-            self.X,
-            derived.log_norm,
-            derived.means,
-            derived.precision_cholesky,
-            log_resp,
-            self._threads,
-        )
+        return self._e_step_on(self.X, derived, log_resp, self._threads)
+
+    def _e_step_on(
+        self, X: np.ndarray, derived: DerivedParams, log_resp: np.ndarray, threads: int
+    ) -> tuple[float, int]:
+        """The E-step kernel on the rows ``X`` (all of them, or one task's slice)."""
+        model = derived.kernel_arrays()
+        kernel = getattr(self.kernels, self.kernel_names["e_step"])
+        return kernel(X, *model, log_resp, threads)
 
     def m_step(self, log_resp: np.ndarray) -> SufficientStats:
         log_resp = self._log_resp_array(log_resp)
@@ -156,7 +132,7 @@ class CompiledStrategy(Strategy):
         shifted_sum: np.ndarray,
         shifted_outer: np.ndarray,
     ) -> int:
-        return self.kernels.m_step(
+        return getattr(self.kernels, self.kernel_names["m_step"])(
             self.X, log_resp, shift, mass, shifted_sum, shifted_outer, self._threads
         )
 
@@ -182,20 +158,19 @@ class CompiledStrategy(Strategy):
         shifted_sum: np.ndarray,
         shifted_outer: np.ndarray,
     ) -> tuple[float, int]:
-        return self.kernels.fused(
-            self.X,
-            derived.log_norm,
-            derived.means,
-            derived.precision_cholesky,
-            shift,
-            mass,
-            shifted_sum,
-            shifted_outer,
-            self._threads,
-        )
+        sums = mass, shifted_sum, shifted_outer
+        return self._fused_on(self.X, derived, shift, sums, self._threads)
+
+    def _fused_on(
+        self, X: np.ndarray, derived: DerivedParams, shift: np.ndarray, sums: tuple, threads: int
+    ) -> tuple[float, int]:
+        """The fused kernel on the rows ``X``, accumulating into ``sums`` (mass, shifted
+        sum, shifted outer products) relative to ``shift``."""
+        model = derived.kernel_arrays()
+        return self.kernels.fused(X, *model, shift, *sums, threads)
 
     def runtime_info(self) -> dict[str, object]:
-        if self._kernels is None or self._X is None:
+        if self._kernels is None or self._data is None:
             return {}
         n, d = self.X.shape
         k = self._shift.shape[0] if self._shift is not None else 1

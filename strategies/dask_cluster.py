@@ -10,16 +10,17 @@ scheduler re-runs the lost block's task on another worker and the iteration goes
 (the file's folder must be visible to every worker: a shared filesystem on a real
 cluster, see ``GMM_HARNESS_DASK_DATA_DIR``).
 
-Each iteration submits one task per block, pinned to the worker that holds the block
-(a loose restriction: the scheduler honours it while that worker lives, and runs the
-task elsewhere after a loss). The task computes its block's statistics with the
-compiled fused kernel on one thread (NumPy's reference maths where the kernels are not
-built) and returns centred :class:`~harness.model.gmm.SufficientStats`; the client
-merges them in block order with :meth:`SufficientStats.merge_all` (Chan's pairwise
-update) and the driver runs the M-step on the client. Results therefore agree with the
-reference and depend on the worker count only through floating-point merge order (the
-block boundaries move with the worker count); at a fixed worker count they are
-identical run to run, and after a recovery.
+Each iteration submits one task per block (:mod:`strategies.dask_tasks`), pinned to the
+worker that holds the block (a loose restriction: the scheduler honours it while that
+worker lives, and runs the task elsewhere after a loss). The task computes its block's
+statistics with the compiled fused kernel on one thread (NumPy's reference maths where
+the kernels are not built) and returns centred
+:class:`~harness.model.gmm.SufficientStats`; the client merges them in block order with
+:meth:`SufficientStats.merge_all` (Chan's pairwise update) and the driver runs the
+M-step on the client. Results therefore agree with the reference and depend on the
+worker count only through floating-point merge order (the block boundaries move with the
+worker count); at a fixed worker count they are identical run to run, and after a
+recovery.
 
 Faults: a lost worker is recovered through lineage (tested); when no worker is left
 for :data:`WORKER_LOSS_SECONDS`, or a task fails, the iteration raises
@@ -39,7 +40,6 @@ May not touch: timing of the harness, result files, other strategies.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import itertools
 import logging
 import math
@@ -60,10 +60,15 @@ from harness.model.errors import HarnessError, InvalidParameterError, WorkerErro
 from harness.model.gmm import (
     DerivedParams,
     SufficientStats,
-    reference_e_step,
-    reference_m_step,
 )
-from strategies.base import Strategy
+from strategies.base import ShiftedSumsStrategy, find_reason
+from strategies.dask_tasks import (
+    e_step_task,
+    fused_task,
+    load_block,
+    m_step_task,
+    worker_report,
+)
 
 #: Environment variable with the address of an existing scheduler to use instead of a
 #: LocalCluster (what ``--scheduler`` sets).
@@ -92,138 +97,6 @@ _INSTALL_HINT = 'install it with `pip install -e ".[dask]"` (or `make install`)'
 
 class SchedulerAddressError(HarnessError, ConnectionError):
     """A scheduler address that is malformed, unresolvable, refused or not a scheduler."""
-
-
-# --------------------------------------------------------------------------------------
-# Tasks (run in the worker processes)
-# --------------------------------------------------------------------------------------
-
-
-class _WorkerSetup:
-    kernel: Any = None
-    path: str = ""
-    ready: bool = False
-
-
-_WORKER = _WorkerSetup()
-
-
-def _worker_init() -> None:
-    """Once per worker process: BLAS to one thread, load the compiled kernels if built."""
-    if _WORKER.ready:
-        return
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(limits=1)
-    try:
-        from kernels import gmm_kernels
-    except ImportError:
-        gmm_kernels = None
-    _WORKER.kernel = gmm_kernels
-    _WORKER.path = "numpy" if gmm_kernels is None else "cython"
-    _WORKER.ready = True
-
-
-def load_block(path: str, start: int, stop: int) -> np.ndarray:
-    """Task: rows ``start:stop`` of the ``.npy`` file at ``path``, as an in-memory array."""
-    _worker_init()
-    data = np.load(path, mmap_mode="r")
-    return np.array(data[start:stop], dtype=np.float64, order="C")
-
-
-def _address() -> str:
-    """This worker's address ("" when a task function is called outside a worker)."""
-    from distributed import get_worker
-
-    try:
-        return get_worker().address
-    except ValueError:
-        return ""
-
-
-def fused_task(
-    block: np.ndarray, derived: DerivedParams
-) -> tuple[SufficientStats, float, float, str, str]:
-    """Task: (centred stats of the block, log-likelihood sum, compute seconds, worker
-    address, kernel path)."""
-    _worker_init()
-    began = time.perf_counter()
-    kernel = _WORKER.kernel
-    if kernel is None:
-        log_resp, mean_loglik = reference_e_step(block, derived)
-        stats, loglik = reference_m_step(block, log_resp), mean_loglik * block.shape[0]
-    else:
-        k, d = derived.means.shape
-        shift = np.ascontiguousarray(derived.means)
-        mass, shifted_sum, shifted_outer = np.empty(k), np.empty((k, d)), np.empty((k, d, d))
-        loglik, _ = kernel.fused(
-            block,
-            np.ascontiguousarray(derived.log_norm),
-            shift,
-            np.ascontiguousarray(derived.precision_cholesky),
-            shift,
-            mass,
-            shifted_sum,
-            shifted_outer,
-            1,
-        )
-        stats = SufficientStats.from_shifted_sums(
-            mass, shifted_sum, shifted_outer, shift, block.shape[0]
-        )
-    seconds = time.perf_counter() - began
-    return stats, float(loglik), seconds, _address(), _WORKER.path
-
-
-def e_step_task(
-    block: np.ndarray, derived: DerivedParams
-) -> tuple[np.ndarray, float, float, str, str]:
-    """Task: (log responsibilities (rows, k), log-likelihood sum, seconds, address, path)."""
-    _worker_init()
-    began = time.perf_counter()
-    kernel = _WORKER.kernel
-    if kernel is None:
-        log_resp, mean_loglik = reference_e_step(block, derived)
-        loglik = mean_loglik * block.shape[0]
-    else:
-        log_resp = np.empty((block.shape[0], derived.n_components))
-        loglik, _ = kernel.e_step(
-            block,
-            np.ascontiguousarray(derived.log_norm),
-            np.ascontiguousarray(derived.means),
-            np.ascontiguousarray(derived.precision_cholesky),
-            log_resp,
-            1,
-        )
-    seconds = time.perf_counter() - began
-    return log_resp, float(loglik), seconds, _address(), _WORKER.path
-
-
-def m_step_task(
-    block: np.ndarray, log_resp: np.ndarray, shift: np.ndarray
-) -> tuple[SufficientStats, float, float, str, str]:
-    """Task: (centred stats of the block, 0.0, seconds, address, path)."""
-    _worker_init()
-    began = time.perf_counter()
-    kernel = _WORKER.kernel
-    if kernel is None:
-        stats = reference_m_step(block, log_resp)
-    else:
-        k, d = shift.shape
-        mass, shifted_sum, shifted_outer = np.empty(k), np.empty((k, d)), np.empty((k, d, d))
-        kernel.m_step(block, log_resp, shift, mass, shifted_sum, shifted_outer, 1)
-        stats = SufficientStats.from_shifted_sums(
-            mass, shifted_sum, shifted_outer, shift, block.shape[0]
-        )
-    return stats, 0.0, time.perf_counter() - began, _address(), _WORKER.path
-
-
-def worker_report() -> dict[str, object]:
-    """What a worker runs with (called through ``Client.run``)."""
-    from threadpoolctl import threadpool_info
-
-    _worker_init()
-    blas = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
-    return {"pid": os.getpid(), "kernel": _WORKER.path, "blas_threads": max(blas, default=1)}
 
 
 # --------------------------------------------------------------------------------------
@@ -401,11 +274,9 @@ class _Cluster:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-class DaskStrategy(Strategy):
+class DaskStrategy(ShiftedSumsStrategy):
     name = "dask"
     kind = "distributed"
-    releases_gil = True
-    has_fused_iteration = True
     parallel = True
     description = "dask.distributed cluster, one pinned block per worker, client-side merge"
 
@@ -427,14 +298,10 @@ class DaskStrategy(Strategy):
         self._cluster_workers = 0
         self._cluster_threads = 0
         self._worker_blas = 0
-        self._shift: np.ndarray | None = None
-        self._data_mean: np.ndarray | None = None
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
-        if importlib.util.find_spec("distributed") is None:
-            return f"dask.distributed is not installed; {_INSTALL_HINT}"
-        return None
+        return find_reason("distributed", f"dask.distributed is not installed; {_INSTALL_HINT}")
 
     # ---- start-up -----------------------------------------------------------------------
 
@@ -578,42 +445,24 @@ class DaskStrategy(Strategy):
             self._kernel_paths.add(result[4])
         return results
 
-    def _check_derived(self, derived: DerivedParams) -> None:
-        if derived.n_features != self.X.shape[1]:
-            raise InvalidParameterError(
-                f"parameters have {derived.n_features} features but the prepared data has "
-                f"{self.X.shape[1]}"
-            )
+    def _per_block(self, task: Any, derived: DerivedParams, what: str) -> tuple[list, float]:
+        """``task(block, derived)`` on every block; the results and the mean log-likelihood."""
+        self._check_derived(derived)
+        results = self._run(task, [(derived,)] * len(self._blocks), what)
+        self._shift = np.ascontiguousarray(derived.means)
+        return results, math.fsum(result[1] for result in results) / self.X.shape[0]
 
     def fused_iteration(self, derived: DerivedParams) -> tuple[SufficientStats, float]:
-        self._check_derived(derived)
-        results = self._run(fused_task, [(derived,)] * len(self._blocks), "running an iteration")
-        stats = SufficientStats.merge_all([result[0] for result in results])
-        loglik = math.fsum(result[1] for result in results)
-        self._shift = np.ascontiguousarray(derived.means)
-        return stats, loglik / self.X.shape[0]
+        results, loglik = self._per_block(fused_task, derived, "running an iteration")
+        return SufficientStats.merge_all([result[0] for result in results]), loglik
 
     def e_step(self, derived: DerivedParams) -> tuple[np.ndarray, float]:
-        self._check_derived(derived)
-        results = self._run(e_step_task, [(derived,)] * len(self._blocks), "running an E-step")
-        log_resp = np.concatenate([result[0] for result in results])
-        loglik = math.fsum(result[1] for result in results)
-        self._shift = np.ascontiguousarray(derived.means)
-        return log_resp, loglik / self.X.shape[0]
+        results, loglik = self._per_block(e_step_task, derived, "running an E-step")
+        return np.concatenate([result[0] for result in results]), loglik
 
     def m_step(self, log_resp: np.ndarray) -> SufficientStats:
-        X = self.X
-        array = np.asarray(log_resp)
-        if array.ndim != 2 or array.shape[0] != X.shape[0] or array.shape[1] < 1:
-            raise InvalidParameterError(
-                f"log responsibilities must have shape (n, k) with n = {X.shape[0]}; "
-                f"got {array.shape}"
-            )
-        k, d = array.shape[1], X.shape[1]
-        if self._shift is not None and self._shift.shape == (k, d):
-            shift = self._shift
-        else:
-            shift = np.ascontiguousarray(np.broadcast_to(self._data_mean, (k, d)))
+        array = self._log_resp_array(log_resp)
+        shift = self._shift_for(array.shape[1])
         args = [
             (np.ascontiguousarray(array[start:stop], dtype=np.float64), shift)
             for start, stop in self._bounds

@@ -11,7 +11,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.model.gmm import DerivedParams, SufficientStats, normalise_log_resp
+from harness.model.gmm import (
+    DerivedParams,
+    SufficientStats,
+    component_columns,
+    normalise_log_resp,
+)
 from strategies.base import Strategy
 
 
@@ -21,18 +26,18 @@ class EinsumStrategy(Strategy):
     parallel = True
     releases_gil = True
     description = "numpy.einsum contractions; parallel only through BLAS threads"
-
-    def blas_threads(self) -> int:
-        return self.workers
+    blas_parallel = True
 
     def e_step(self, derived: DerivedParams) -> tuple[np.ndarray, float]:
         X = self.X
-        log_prob = np.empty((X.shape[0], derived.n_components))
-        for j in range(derived.n_components):
+
+        def squared_distance(j: int) -> np.ndarray:
             projected = np.einsum(
                 "nd,de->ne", X - derived.means[j], derived.precision_cholesky[j], optimize=True
             )
-            log_prob[:, j] = np.einsum("ne,ne->n", projected, projected)
+            return np.einsum("ne,ne->n", projected, projected)
+
+        log_prob = component_columns(X.shape[0], derived.n_components, squared_distance)
         log_prob *= -0.5
         log_prob += derived.log_norm
         return normalise_log_resp(log_prob)

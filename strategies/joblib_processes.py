@@ -26,9 +26,9 @@ so no worker outlives the strategy.
 
 What joblib costs on top of the work: each ``Parallel`` call polls for its first
 result with ``time.sleep(0.01)`` (joblib 1.6, ``Parallel._retrieve``), so a call
-that does not finish at once takes at least about 10 ms, and each task carries
-joblib's batch wrapper (about 5 kB pickled, against about 400 B for the
-``multiprocessing`` strategy). Both show at small n; ``python -m harness
+that does not finish at once takes at least that sleep, and each task carries
+joblib's batch wrapper, which pickles to many times the size of the ``multiprocessing``
+strategy's task. Both show at small n; ``python -m harness
 bench-processes`` measures them.
 
 With ``workers=1`` joblib runs every task in the calling process (its rule for

@@ -35,8 +35,8 @@ import numpy as np
 from harness.model.gmm import DerivedParams, SufficientStats
 from strategies.compiled import CompiledStrategy
 
-#: Tasks per call are max(MIN_TASKS, TASKS_PER_WORKER * workers): 16 tasks cost well
-#: under a millisecond of dispatch per call and keep 2-4 threads evenly busy.
+#: Tasks per call are max(MIN_TASKS, TASKS_PER_WORKER * workers): enough to keep a
+#: few threads evenly busy, few enough that dispatching them stays small next to the work.
 MIN_TASKS = 16
 TASKS_PER_WORKER = 4
 
@@ -85,14 +85,7 @@ class JoblibThreadsStrategy(CompiledStrategy):
     def _e_step_task(
         self, start: int, stop: int, derived: DerivedParams, log_resp: np.ndarray
     ) -> tuple[int, float]:
-        loglik, _ = self.kernels.e_step(
-            self.X[start:stop],
-            derived.log_norm,
-            derived.means,
-            derived.precision_cholesky,
-            log_resp[start:stop],
-            1,
-        )
+        loglik, _ = self._e_step_on(self.X[start:stop], derived, log_resp[start:stop], 1)
         return threading.get_ident(), loglik
 
     def _m_step_task(
@@ -110,17 +103,8 @@ class JoblibThreadsStrategy(CompiledStrategy):
     ) -> tuple[int, float, np.ndarray, np.ndarray, np.ndarray]:
         k, d = shift.shape
         mass, shifted_sum, shifted_outer = self._empty_sums(k, d)
-        loglik, _ = self.kernels.fused(
-            self.X[start:stop],
-            derived.log_norm,
-            derived.means,
-            derived.precision_cholesky,
-            shift,
-            mass,
-            shifted_sum,
-            shifted_outer,
-            1,
-        )
+        sums = mass, shifted_sum, shifted_outer
+        loglik, _ = self._fused_on(self.X[start:stop], derived, shift, sums, 1)
         return threading.get_ident(), loglik, mass, shifted_sum, shifted_outer
 
     # ---- the interface ------------------------------------------------------------------

@@ -29,6 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 from harness.model.gmm import GMMParams
+from strategies.base import import_reason
 from strategies.library import PEERS_INSTALL, LibraryFit, LibraryStrategy
 
 
@@ -49,13 +50,12 @@ class OneDALStrategy(LibraryStrategy):
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
-        try:
-            import daal4py
-        except ImportError as exc:
-            return f"daal4py (scikit-learn-intelex) is not installed ({exc}); `{PEERS_INSTALL}`"
-        if not hasattr(daal4py, "em_gmm"):
-            return f"this daal4py has no em_gmm; `{PEERS_INSTALL}` for a current one"
-        return None
+        return import_reason(
+            "daal4py",
+            f"daal4py (scikit-learn-intelex) is not installed ({{error}}); `{PEERS_INSTALL}`",
+            "em_gmm",
+            f"this daal4py has no em_gmm; `{PEERS_INSTALL}` for a current one",
+        )
 
     def _setup(self, X: np.ndarray) -> None:
         import daal4py

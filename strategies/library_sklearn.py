@@ -19,6 +19,7 @@ import warnings
 import numpy as np
 
 from harness.model.gmm import GMMParams, derive
+from strategies.base import import_reason
 from strategies.library import LibraryFit, LibraryStrategy
 
 
@@ -29,21 +30,14 @@ class SklearnFitStrategy(LibraryStrategy):
         "(per-iteration time by differencing fits)"
     )
     parallel = True  # through BLAS threads only, as `einsum`
+    blas_parallel = True
     reference_reg_covar = None  # adds reg_covar every iteration, as the harness does
     tolerance = 1e-8
     tolerance_note = "same EM and reg_covar as the reference; differences are rounding"
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
-        try:
-            from sklearn.mixture import GaussianMixture  # noqa: F401
-        except ImportError as exc:
-            return f"scikit-learn is not installed: {exc}"
-        return None
-
-    def blas_threads(self) -> int:
-        # scikit-learn parallelises only through BLAS, as the `sklearn` strategy.
-        return self.workers
+        return import_reason("sklearn.mixture", "scikit-learn is not installed: {error}")
 
     def runtime_info(self) -> dict[str, object]:
         return {"blas_threads_requested": self.workers}

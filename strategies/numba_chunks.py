@@ -22,7 +22,6 @@ May not touch: timing, files (other than Numba's cache), other strategies.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 import time
@@ -32,7 +31,7 @@ import numpy as np
 from harness.model.errors import InvalidParameterError
 from harness.model.gmm import DerivedParams, SufficientStats
 from harness.model.threads import usable_cores
-from strategies.base import Strategy
+from strategies.base import ShiftedSumsStrategy, find_reason
 
 #: Environment variable: ``1`` compiles the kernels with (rounding-safe) fast-math flags.
 FASTMATH_ENV = "GMM_HARNESS_NUMBA_FASTMATH"
@@ -58,19 +57,15 @@ def _chunk_rows(n: int, d: int, k: int) -> int:
     return int(gmm_kernels.chunk_rows(n, d, k))
 
 
-class NumbaStrategy(Strategy):
+class NumbaStrategy(ShiftedSumsStrategy):
     name = "numba"
     kind = "threads"
-    releases_gil = True
-    has_fused_iteration = True
     parallel = True
     description = "Numba @njit(parallel=True) prange over the openmp chunk grid, fused pass"
 
     def __init__(self, workers: int = 1) -> None:
         super().__init__(workers)
         self._compiled = None
-        self._shift: np.ndarray | None = None
-        self._data_mean: np.ndarray | None = None
         self._compile_seconds = 0.0
         self._import_seconds = 0.0
         self._compile_source = ""
@@ -79,9 +74,7 @@ class NumbaStrategy(Strategy):
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
-        if importlib.util.find_spec("numba") is None:
-            return f"numba is not installed; {_INSTALL_HINT}"
-        return None
+        return find_reason("numba", f"numba is not installed; {_INSTALL_HINT}")
 
     # ---- life cycle -----------------------------------------------------------------
 
@@ -158,13 +151,6 @@ class NumbaStrategy(Strategy):
 
     # ---- the interface ------------------------------------------------------------------
 
-    def _check_derived(self, derived: DerivedParams) -> None:
-        if derived.n_features != self.X.shape[1]:
-            raise InvalidParameterError(
-                f"parameters have {derived.n_features} features but the prepared data has "
-                f"{self.X.shape[1]}"
-            )
-
     def _statistics(self, partials: np.ndarray, k: int, shift: np.ndarray):
         from kernels.numba_em import unpack_sums
 
@@ -184,16 +170,8 @@ class NumbaStrategy(Strategy):
         shift = np.ascontiguousarray(derived.means)
         partials = np.empty((chunks, 1 + k * (1 + d + d * (d + 1) // 2)))
         self._threads()
-        self.compiled.fused_chunks(
-            X,
-            np.ascontiguousarray(derived.log_norm),
-            shift,
-            np.ascontiguousarray(derived.precision_cholesky),
-            shift,
-            rows,
-            block,
-            partials,
-        )
+        log_norm, means, precision = derived.kernel_arrays()
+        self.compiled.fused_chunks(X, log_norm, means, precision, shift, rows, block, partials)
         self._shift = shift
         stats, loglik_sum = self._statistics(partials, k, shift)
         return stats, loglik_sum / X.shape[0]
@@ -206,16 +184,8 @@ class NumbaStrategy(Strategy):
         log_resp = np.empty((X.shape[0], k))
         partials = np.empty((chunks, 1))
         self._threads()
-        self.compiled.e_step_chunks(
-            X,
-            np.ascontiguousarray(derived.log_norm),
-            np.ascontiguousarray(derived.means),
-            np.ascontiguousarray(derived.precision_cholesky),
-            rows,
-            block,
-            log_resp,
-            partials,
-        )
+        model = derived.kernel_arrays()
+        self.compiled.e_step_chunks(X, *model, rows, block, log_resp, partials)
         total = np.empty(1)
         self.compiled.sum_rows(partials, total)
         self._shift = np.ascontiguousarray(derived.means)
@@ -223,18 +193,9 @@ class NumbaStrategy(Strategy):
 
     def m_step(self, log_resp: np.ndarray) -> SufficientStats:
         X = self.X
-        array = np.asarray(log_resp)
-        if array.ndim != 2 or array.shape[0] != X.shape[0] or array.shape[1] < 1:
-            raise InvalidParameterError(
-                f"log responsibilities must have shape (n, k) with n = {X.shape[0]}; "
-                f"got {array.shape}"
-            )
-        log_resp = np.ascontiguousarray(array, dtype=np.float64)
+        log_resp = self._log_resp_array(log_resp)
         k, d = log_resp.shape[1], X.shape[1]
-        if self._shift is not None and self._shift.shape == (k, d):
-            shift = self._shift
-        else:
-            shift = np.ascontiguousarray(np.broadcast_to(self._data_mean, (k, d)))
+        shift = self._shift_for(k)
         rows, block, chunks = self._grid(k)
         partials = np.empty((chunks, 1 + k * (1 + d + d * (d + 1) // 2)))
         self._threads()
@@ -243,7 +204,7 @@ class NumbaStrategy(Strategy):
         return stats
 
     def runtime_info(self) -> dict[str, object]:
-        if self._compiled is None or self._X is None:
+        if self._compiled is None or self._data is None:
             return {}
         n, d = self.X.shape
         k = self._shift.shape[0] if self._shift is not None else 1

@@ -25,6 +25,3 @@ class OpenMPStrategy(CompiledStrategy):
     parallel = True
     uses_openmp = True
     description = "OpenMP prange over chunks of points, fixed-order reduction, fused pass"
-
-    def _kernel_threads(self) -> int:
-        return self.workers

@@ -25,7 +25,7 @@ merging partial sums.
 
 from __future__ import annotations
 
-import numpy as np
+from typing import ClassVar
 
 from harness.model.gmm import DerivedParams
 from strategies.compiled import CompiledStrategy
@@ -38,31 +38,10 @@ class OpenMPComponentsStrategy(CompiledStrategy):
     uses_openmp = True
     has_fused_iteration = False
     description = "OpenMP, one mixture component per thread (model-parallel, seed's version)"
-
-    def _kernel_threads(self) -> int:
-        return self.workers
-
-    def _e_step_kernel(self, derived: DerivedParams, log_resp: np.ndarray) -> tuple[float, int]:
-        return self.kernels.e_step_components(
-            self.X,
-            derived.log_norm,
-            derived.means,
-            derived.precision_cholesky,
-            log_resp,
-            self._threads,
-        )
-
-    def _m_step_kernel(
-        self,
-        log_resp: np.ndarray,
-        shift: np.ndarray,
-        mass: np.ndarray,
-        shifted_sum: np.ndarray,
-        shifted_outer: np.ndarray,
-    ) -> int:
-        return self.kernels.m_step_components(
-            self.X, log_resp, shift, mass, shifted_sum, shifted_outer, self._threads
-        )
+    kernel_names: ClassVar[dict[str, str]] = {
+        "e_step": "e_step_components",
+        "m_step": "m_step_components",
+    }
 
     def fused_iteration(self, derived: DerivedParams):
         raise NotImplementedError(

@@ -11,7 +11,12 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import Covariance, multivariate_normal
 
-from harness.model.gmm import DerivedParams, SufficientStats, normalise_log_resp
+from harness.model.gmm import (
+    DerivedParams,
+    SufficientStats,
+    component_columns,
+    normalise_log_resp,
+)
 from strategies.base import Strategy
 
 
@@ -20,16 +25,16 @@ class ScipyStrategy(Strategy):
     kind = "serial"
     kernel = "scipy"
     description = "scipy.stats.multivariate_normal.logpdf per component, NumPy M-step"
-
-    def blas_threads(self) -> int:
-        return self.workers
+    blas_parallel = True
 
     def e_step(self, derived: DerivedParams) -> tuple[np.ndarray, float]:
         X = self.X
-        log_prob = np.empty((X.shape[0], derived.n_components))
-        for j in range(derived.n_components):
+
+        def log_density(j: int) -> np.ndarray:
             covariance = Covariance.from_cholesky(derived.cov_cholesky[j])
-            log_prob[:, j] = multivariate_normal.logpdf(X, mean=derived.means[j], cov=covariance)
+            return multivariate_normal.logpdf(X, mean=derived.means[j], cov=covariance)
+
+        log_prob = component_columns(X.shape[0], derived.n_components, log_density)
         log_prob += derived.log_weights
         return normalise_log_resp(log_prob)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from harness.model.gmm import REG_COVAR, DerivedParams, SufficientStats
-from strategies.base import Strategy
+from strategies.base import Strategy, import_reason
 
 
 class SklearnStrategy(Strategy):
@@ -20,19 +20,16 @@ class SklearnStrategy(Strategy):
     kind = "serial"
     kernel = "sklearn"
     description = "scikit-learn GaussianMixture's E-step and M-step (the yardstick)"
+    blas_parallel = True
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
-        try:
-            from sklearn.mixture import _gaussian_mixture as module
-        except ImportError as exc:
-            return f"scikit-learn is not installed: {exc}"
-        if not hasattr(module, "_estimate_gaussian_parameters"):
-            return "this scikit-learn has no _estimate_gaussian_parameters"
-        return None
-
-    def blas_threads(self) -> int:
-        return self.workers
+        return import_reason(
+            "sklearn.mixture._gaussian_mixture",
+            "scikit-learn is not installed: {error}",
+            "_estimate_gaussian_parameters",
+            "this scikit-learn has no _estimate_gaussian_parameters",
+        )
 
     def _setup(self, X: np.ndarray) -> None:
         from sklearn.mixture import GaussianMixture

@@ -284,29 +284,29 @@ def test_real_cluster_fits_recovers_a_lost_worker_and_fails_cleanly(tcp_cluster,
 
 @pytest.mark.parametrize("kernels_built", [True, False])
 def test_tasks_match_the_reference_with_and_without_kernels(monkeypatch, kernels_built) -> None:
-    import strategies.dask_cluster as dask_cluster
+    import strategies.dask_tasks as dask_tasks
     from harness.model.gmm import reference_e_step, reference_m_step
 
-    dask_cluster._worker_init()
-    if kernels_built and dask_cluster._WORKER.kernel is None:
+    dask_tasks._worker_init()
+    if kernels_built and dask_tasks._WORKER.kernel is None:
         pytest.skip("compiled kernels not built")
     if not kernels_built:
-        monkeypatch.setattr(dask_cluster._WORKER, "kernel", None)
-        monkeypatch.setattr(dask_cluster._WORKER, "path", "numpy")
+        monkeypatch.setattr(dask_tasks._WORKER, "kernel", None)
+        monkeypatch.setattr(dask_tasks._WORKER, "path", "numpy")
     X = make_blobs(n=700, d=3, k=4, seed=6)
     derived = derive(initial_params(X, 4, seed=2))
     log_resp, mean_loglik = reference_e_step(X, derived)
     expected = reference_m_step(X, log_resp)
-    stats, loglik, seconds, address, path = dask_cluster.fused_task(X, derived)
+    stats, loglik, seconds, address, path = dask_tasks.fused_task(X, derived)
     assert path == ("cython" if kernels_built else "numpy") and address == "" and seconds >= 0
     assert loglik == pytest.approx(mean_loglik * X.shape[0], rel=1e-10)
     np.testing.assert_allclose(stats.mass, expected.mass, rtol=1e-10)
     np.testing.assert_allclose(stats.means, expected.means, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(stats.scatter, expected.scatter, rtol=1e-9, atol=1e-9)
-    got_log_resp, e_loglik, *_ = dask_cluster.e_step_task(X, derived)
+    got_log_resp, e_loglik, *_ = dask_tasks.e_step_task(X, derived)
     np.testing.assert_allclose(np.exp(got_log_resp), np.exp(log_resp), rtol=1e-8, atol=1e-12)
     assert e_loglik == pytest.approx(loglik, rel=1e-12)
-    m_stats, *_ = dask_cluster.m_step_task(X, log_resp, np.ascontiguousarray(derived.means))
+    m_stats, *_ = dask_tasks.m_step_task(X, log_resp, np.ascontiguousarray(derived.means))
     np.testing.assert_allclose(m_stats.scatter, expected.scatter, rtol=1e-9, atol=1e-9)
 
 

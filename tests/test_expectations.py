@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main as cli_main
-from harness.gate import expectations
+from harness.gate import claims as gate_claims
 from harness.gate.expectations import (
     DEFAULT_EXPECTATIONS,
     FAILED,
@@ -90,7 +90,7 @@ def check(tmp_path: Path, claims: str, *configs: list[dict]):
 @pytest.fixture(autouse=True)
 def compiled_flags(monkeypatch):
     """Which strategies count as compiled, independent of which kernels are built here."""
-    monkeypatch.setattr(expectations, "_needs_compiled", lambda name: name in COMPILED)
+    monkeypatch.setattr(gate_claims, "_needs_compiled", lambda name: name in COMPILED)
 
 
 SPEEDUP = """

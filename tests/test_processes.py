@@ -660,7 +660,7 @@ def test_sampler_rejects_bad_interval_and_missing_process() -> None:
 
 
 def test_bench_crossover_is_where_the_pool_stays_faster() -> None:
-    from harness.bench.processes import crossover
+    from harness.bench.processes_report import crossover
 
     rows = [
         {"n": n, "r": r} for n, r in ((1e3, 3.0), (1e4, 0.9), (1e5, 1.2), (1e6, 0.7), (4e6, 0.6))

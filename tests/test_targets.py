@@ -100,3 +100,52 @@ def test_bench_processes_refuses_a_bad_targets_file_before_measuring(
     assert cli_main(["bench-processes", "--targets", str(path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and "[bench-processes]" in err[0]
+
+
+# ---- bench-compiled: metrics that name a workload, strategy and worker count -----------
+
+
+def test_the_committed_file_holds_the_bench_compiled_targets() -> None:
+    from harness.bench import compiled_targets
+
+    targets = compiled_targets.load()
+    figures = {metric.figure for _, metric in targets}
+    assert figures == {"fastest_compiled_ms", "sklearn_ratio", "scaling", "peer_ratio"}
+    assert compiled_targets.peer_pairs(targets) == [("onedal", "openmp")]
+
+
+def test_a_bench_compiled_target_is_one_line_and_judged_per_workload(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from harness.bench import compiled_targets
+
+    path = write(
+        tmp_path,
+        "[bench-compiled]\ntargets = [\n"
+        '  { name = "a", metric = "sklearn_ratio:quinn:w2", comparison = ">=", threshold = 4 },\n'
+        '  { name = "b", metric = "scaling:*:openmp", comparison = ">=", threshold = 1.5 },\n'
+        "]\n",
+    )
+    targets = compiled_targets.load(path)
+
+    def config(name: str, workers: int, ms: float) -> SimpleNamespace:
+        return SimpleNamespace(name=name, workers=workers, median_ms=ms, library=None)
+
+    configs = [config("sklearn", 1, 40.0), config("openmp", 1, 20.0), config("openmp", 2, 10.0)]
+    quinn = compiled_targets.evaluate("quinn", configs, targets)
+    assert [check["status"] for check in quinn] == ["PASS", "PASS"]  # 4x; 2x
+    highdim = compiled_targets.evaluate("highdim", configs[:2], targets)
+    assert [check["status"] for check in highdim] == ["SKIP"]  # no 2-worker time
+    assert "needs --workers 1,2" in highdim[0]["detail"]
+
+
+def test_bench_compiled_refuses_a_metric_outside_its_grammar(tmp_path: Path) -> None:
+    from harness.bench import compiled_targets
+
+    path = write(
+        tmp_path,
+        '[bench-compiled]\ntargets = [{ name = "x", metric = "speed:quinn", '
+        'comparison = ">=", threshold = 1 }]\n',
+    )
+    with pytest.raises(DataFileError, match=r"unknown metric 'speed:quinn'.*sklearn_ratio"):
+        compiled_targets.load(path)

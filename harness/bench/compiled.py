@@ -31,22 +31,10 @@ kept rounds. Interleaving makes a neighbour's load fall on every configuration a
 so the ratios printed (medians over rounds, taken side by side) are the figures to
 quote; absolute times on a shared machine are indicative.
 
-The targets live here (never in tests); a PASS/FAIL line is printed for each
-and the exit status is 1 when any fails:
-
-* schreiber: fastest compiled strategy at 2 workers <= 60 ms per iteration, and at
-  least 30x faster than scikit-learn;
-* quinn: <= 25 ms and at least 20x faster than scikit-learn;
-* highdim: at least 3x faster than scikit-learn;
-* strong scaling: ``openmp`` from 1 to 2 workers >= 1.8x on schreiber;
-* against the fastest library: ``onedal`` / ``openmp`` >= 2.0 at 2 workers on every
-  workload (:data:`PEER_TARGET`).
-
-The targets stay in this module until a shared targets file exists for the benchmark
-commands.
-
-"Faster than scikit-learn" is measured against scikit-learn's faster worker count (its
-best time), the stricter comparison.
+The targets are data: section ``[bench-compiled]`` of ``results/targets.toml``
+(:mod:`harness.bench.compiled_targets` says what a metric may name; ``--targets`` reads
+another file). A PASS/FAIL line is printed for each, and the exit status is 1 when any
+fails. The tables are printed by :mod:`harness.bench.compiled_report`.
 """
 
 from __future__ import annotations
@@ -60,11 +48,14 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.bench import compiled_targets
+from harness.bench.compiled_report import print_fastest, print_table
+from harness.bench.compiled_targets import REFERENCE
+from harness.bench.options import add_bench_options
 from harness.model import args as types
 from harness.model.errors import DataFileError, InvalidParameterError
 
 COMPILED = ("cython", "openmp", "openmp-components", "joblib-threads")
-REFERENCE = "sklearn"
 #: Peer libraries timed alongside by default (kind ``library``).
 PEERS = ("onedal", "sklearn-fit")
 DEFAULT_WORKLOADS = ("schreiber", "quinn", "highdim")
@@ -74,28 +65,6 @@ LIBRARY_SPAN = 0.2
 #: Square size of the DGEMM whose one-thread rate sets the FLOP floor: large enough to
 #: run at BLAS's peak (packed, cache-blocked), small enough to time in milliseconds.
 DGEMM_SIZE = 512
-
-
-@dataclass(frozen=True)
-class Target:
-    """A per-workload target: fastest compiled at ``workers`` within ``max_ms`` and at
-    least ``min_ratio`` times faster than scikit-learn."""
-
-    max_ms: float | None
-    min_ratio: float
-    workers: int = 2
-
-
-TARGETS: dict[str, Target] = {
-    "schreiber": Target(max_ms=60.0, min_ratio=30.0),
-    "quinn": Target(max_ms=25.0, min_ratio=20.0),
-    "highdim": Target(max_ms=None, min_ratio=3.0),
-}
-
-#: (workload, strategy, minimum speed-up from 1 to 2 workers)
-SCALING_TARGET = ("schreiber", "openmp", 1.8)
-#: (library, strategy, minimum library / strategy time ratio, workers): on every workload.
-PEER_TARGET = ("onedal", "openmp", 2.0, 2)
 
 
 @dataclass
@@ -177,30 +146,21 @@ def _names(text: str) -> tuple[str, ...]:
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--workloads",
-        type=_names,
-        default=",".join(DEFAULT_WORKLOADS),
-        help="comma-separated workloads",
+    lists = (
+        ("--workloads", DEFAULT_WORKLOADS, "comma-separated workloads"),
+        (
+            "--strategies",
+            COMPILED,
+            "compiled strategies to time (scikit-learn is always timed alongside)",
+        ),
+        (
+            "--peers",
+            PEERS,
+            "library strategies timed alongside (differenced whole fits); 'none' for none",
+        ),
     )
-    parser.add_argument(
-        "--n",
-        type=types.size,
-        default=None,
-        help="points for every workload; omitted: each workload's own (schreiber 4e6)",
-    )
-    parser.add_argument(
-        "--strategies",
-        type=_names,
-        default=",".join(COMPILED),
-        help="compiled strategies to time (scikit-learn is always timed alongside)",
-    )
-    parser.add_argument(
-        "--peers",
-        type=_names,
-        default=",".join(PEERS),
-        help="library strategies timed alongside (differenced whole fits); 'none' for none",
-    )
+    for flag, default, help_text in lists:
+        parser.add_argument(flag, type=_names, default=",".join(default), help=help_text)
     parser.add_argument("--workers", type=types.worker_list, default="1,2", help="worker counts")
     parser.add_argument(
         "--rounds", type=types.positive_int, default=5, help="timed rounds (one iteration each)"
@@ -209,12 +169,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "--warmup", type=types.nonnegative_int, default=1, help="discarded rounds first"
     )
     parser.add_argument("--seed", type=types.seed, default=0, help="data and initialisation seed")
-    parser.add_argument(
-        "--json",
-        metavar="PATH",
-        type=types.output_file,
-        default=None,
-        help="also write the figures here (its folder is checked before the benchmark)",
+    add_bench_options(
+        parser,
+        compiled_targets.SECTION,
+        "points for every workload; omitted: each workload's own (schreiber 4e6)",
     )
 
 
@@ -346,228 +304,12 @@ def _check_libraries(configs: list[Config], init) -> None:
         config.agreement = agreement.describe()
 
 
-# --------------------------------------------------------------------------------------
-# report
-# --------------------------------------------------------------------------------------
-
-
-def _fmt_ms(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.1f}" if value < 1000 else f"{value:,.0f}"
-
-
-def _print_table(result: dict[str, object], workers: tuple[int, ...]) -> None:
-    configs: list[Config] = result["configs"]
-    print(
-        f"\n{result['workload']}: n={result['n']:,} d={result['d']} k={result['k']} "
-        "(ms per EM iteration, median over rounds [min])"
-    )
-    header = f"  {'strategy':<20}" + "".join(
-        f"{f'{w} worker' + ('s' if w > 1 else ''):>22}" for w in workers
-    )
-    if len(workers) > 1:
-        header += f"{'speed-up':>10}"
-    print(header)
-    names = list(dict.fromkeys(config.name for config in configs))
-    for name in names:
-        by_workers = {c.workers: c for c in configs if c.name == name}
-        label = name + (" (E+M)" if name == REFERENCE else "")
-        label += " fused" if any(c.fused for c in by_workers.values()) else ""
-        label += " (fit)" if any(c.library is not None for c in by_workers.values()) else ""
-        cells = []
-        for count in workers:
-            config = by_workers.get(count)
-            if config is None:
-                cells.append(f"{'-':>22}")
-                continue
-            threads = f" t{config.threads_used}" if config.threads_used is not None else ""
-            cells.append(
-                f"{_fmt_ms(config.median_ms) + ' [' + _fmt_ms(config.min_ms) + ']' + threads:>22}"
-            )
-        line = f"  {label:<20}" + "".join(cells)
-        if len(workers) > 1 and workers[0] in by_workers and workers[-1] in by_workers:
-            speedup = by_workers[workers[0]].median_ms / by_workers[workers[-1]].median_ms
-            line += f"{speedup:>9.2f}x"
-        print(line)
-    for name in names:
-        for config in (c for c in configs if c.name == name):
-            if config.library is not None:
-                # a differenced cost at or below zero is noise, not a negative time
-                fixed = (
-                    f"{_fmt_ms(config.fixed_ms)} ms"
-                    if config.fixed_ms > 0
-                    else "within the noise (differenced to <= 0)"
-                )
-                print(
-                    f"  {name} w{config.workers}: fixed cost {fixed} per fit "
-                    f"(differenced: fits of 1 and {1 + config.library.extra} iterations)"
-                )
-            elif config.kernel_ms is not None:
-                # kernel and iteration are timed in separate rounds: a kernel median above
-                # the iteration's says the rest is inside the noise
-                rest = (
-                    "the rest: derive, params_from_stats"
-                    if config.kernel_ms < config.median_ms
-                    else "the rest is inside the noise"
-                )
-                print(
-                    f"  {name} w{config.workers}: kernel only {_fmt_ms(config.kernel_ms)} ms of "
-                    f"the {_fmt_ms(config.median_ms)} ms iteration ({rest})"
-                )
-    for config in configs:
-        if config.agreement:
-            print(f"  {config.name}: {config.agreement}")
-    _print_peer_ratios(configs, workers)
-    _print_floor(result)
-    for reason in result["skipped"]:
-        print(f"  skipped {reason}")
-
-
-def _by(configs: list[Config], name: str) -> dict[int, Config]:
-    return {c.workers: c for c in configs if c.name == name}
-
-
-def _print_peer_ratios(configs: list[Config], workers: tuple[int, ...]) -> None:
-    library, strategy, _, _ = PEER_TARGET
-    ours, theirs = _by(configs, strategy), _by(configs, library)
-    cells = [
-        f"w{count} {theirs[count].median_ms / ours[count].median_ms:.2f}x"
-        for count in workers
-        if count in ours and count in theirs
-    ]
-    if cells:
-        print(f"  {library} / {strategy} (time ratio, > 1: {strategy} faster): {', '.join(cells)}")
-
-
-def floor_ms(result: dict[str, object], workers: int) -> tuple[float, str]:
-    """The workload's floor at ``workers`` cores (ms) and what it is."""
-    if result["d"] <= 2:
-        return result["exp_floor_ms"] / workers, (
-            f"exp floor: np.exp over n*k = {result['n'] * result['k']:,} values, "
-            f"{result['exp_floor_ms']:.1f} ms on one core / {workers}"
-        )
-    rate = result["dgemm_flops"]
-    return result["flops"] / (rate * workers) * 1e3, (
-        f"FLOP floor: 2 n k d (d+1) = {result['flops'] / 1e9:.2f} GFLOP at one-thread DGEMM "
-        f"{rate / 1e9:.1f} GFLOP/s x {workers}"
-    )
-
-
-def _print_floor(result: dict[str, object]) -> None:
-    configs: list[Config] = result["configs"]
-    for count in sorted({c.workers for c in configs}):
-        compiled = [
-            c for c in configs if c.workers == count and c.name != REFERENCE and c.library is None
-        ]
-        if not compiled:
-            continue
-        best = min(compiled, key=lambda c: c.median_ms)
-        floor, what = floor_ms(result, count)
-        share = 100 * floor / best.median_ms
-        print(
-            f"  w{count}: {best.name} {best.median_ms:.1f} ms is {share:.0f}% of the floor "
-            f"({floor:.1f} ms; {what})"
-        )
-
-
-def _evaluate(result: dict[str, object], workers: tuple[int, ...]) -> list[dict[str, object]]:
-    """PASS/FAIL lines for one workload's targets."""
-    name = result["workload"]
-    configs: list[Config] = result["configs"]
-    checks: list[dict[str, object]] = []
-    reference = [c for c in configs if c.name == REFERENCE]
-    target = TARGETS.get(name)
-    if target is not None:
-        compiled = [
-            c
-            for c in configs
-            if c.name != REFERENCE and c.library is None and c.workers == target.workers
-        ]
-        if not compiled or not reference:
-            checks.append(
-                {
-                    "target": f"{name}: targets at {target.workers} workers",
-                    "status": "SKIP",
-                    "detail": "not measured",
-                }
-            )
-        else:
-            best = min(compiled, key=lambda c: c.median_ms)
-            sklearn_best = min(reference, key=lambda c: c.median_ms)
-            ratio = sklearn_best.median_ms / best.median_ms
-            floor, _ = floor_ms(result, target.workers)
-            print(
-                f"  fastest compiled at {target.workers} workers: {best.name} "
-                f"{best.median_ms:.1f} ms = {ratio:.1f}x faster than scikit-learn "
-                f"({sklearn_best.median_ms:,.0f} ms at {sklearn_best.workers} BLAS threads); "
-                f"{100 * floor / best.median_ms:.0f}% of the floor ({floor:.1f} ms on "
-                f"{target.workers} cores)"
-            )
-            if target.max_ms is not None:
-                checks.append(
-                    {
-                        "target": f"{name}: fastest compiled at {target.workers} workers "
-                        f"<= {target.max_ms:g} ms",
-                        "status": "PASS" if best.median_ms <= target.max_ms else "FAIL",
-                        "detail": f"{best.name} {best.median_ms:.1f} ms",
-                    }
-                )
-            checks.append(
-                {
-                    "target": f"{name}: >= {target.min_ratio:g}x faster than scikit-learn",
-                    "status": "PASS" if ratio >= target.min_ratio else "FAIL",
-                    "detail": f"{ratio:.1f}x ({best.name} vs sklearn)",
-                }
-            )
-    library, strategy, at_least, count = PEER_TARGET
-    ours, theirs = _by(configs, strategy).get(count), _by(configs, library).get(count)
-    if ours is None or theirs is None:
-        checks.append(
-            {
-                "target": f"{name}: {library} / {strategy} at {count} workers",
-                "status": "SKIP",
-                "detail": "not measured (is scikit-learn-intelex installed? "
-                "pip install -e .[peers])",
-            }
-        )
-    else:
-        ratio = theirs.median_ms / ours.median_ms
-        checks.append(
-            {
-                "target": f"{name}: {library} / {strategy} >= {at_least:g} at {count} workers",
-                "status": "PASS" if ratio >= at_least else "FAIL",
-                "detail": f"{ratio:.2f}x ({library} {theirs.median_ms:.1f} ms, {strategy} "
-                f"{ours.median_ms:.1f} ms)",
-            }
-        )
-    scaling_workload, scaling_strategy, minimum = SCALING_TARGET
-    if name == scaling_workload:
-        by_workers = {c.workers: c for c in configs if c.name == scaling_strategy}
-        if 1 in by_workers and 2 in by_workers:
-            speedup = by_workers[1].median_ms / by_workers[2].median_ms
-            checks.append(
-                {
-                    "target": f"{name}: {scaling_strategy} 1 -> 2 workers >= {minimum:g}x",
-                    "status": "PASS" if speedup >= minimum else "FAIL",
-                    "detail": f"{speedup:.2f}x",
-                }
-            )
-        else:
-            checks.append(
-                {
-                    "target": f"{name}: {scaling_strategy} 1 -> 2 workers",
-                    "status": "SKIP",
-                    "detail": "needs --workers 1,2",
-                }
-            )
-    return checks
-
-
 def main(args: argparse.Namespace) -> int:
     import kernels
     from harness.model.threads import usable_cores
     from harness.model.workloads import WORKLOADS
+
+    targets = compiled_targets.load(args.targets)  # a bad file fails before measuring
 
     unknown = [name for name in args.workloads if name not in WORKLOADS]
     if unknown:
@@ -624,8 +366,10 @@ def main(args: argparse.Namespace) -> int:
     for name in args.workloads:
         result = _bench_workload(name, args)
         result["dgemm_flops"] = rate
-        _print_table(result, args.workers)
-        workload_checks = _evaluate(result, args.workers)
+        print_table(result, args.workers, compiled_targets.peer_pairs(targets))
+        for count in compiled_targets.speed_workers(name, targets):
+            print_fastest(result, count)
+        workload_checks = compiled_targets.evaluate(name, result["configs"], targets)
         checks += workload_checks
         figures["workloads"][name] = {
             **{key: value for key, value in result.items() if key != "configs"},

@@ -1,7 +1,7 @@
 """Acceptance targets of the bench commands, read from a committed TOML file.
 
-The targets of ``bench-processes`` (and of any other bench command that wants them)
-live in ``results/targets.toml``, one section per command, one line per target::
+The targets of ``bench-processes`` and ``bench-compiled`` live in
+``results/targets.toml``, one section per command, one line per target::
 
     [bench-processes]
     targets = [
@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import math
 import operator
-import tomllib
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness.model.errors import DataFileError
+from harness.sweep.formats import read_toml
 
 #: The committed targets file.
 DEFAULT_TARGETS = Path(__file__).resolve().parents[2] / "results" / "targets.toml"
@@ -86,14 +86,7 @@ def load_targets(
         unknown metric or comparison, a threshold that is not a number.
     """
     path = Path(path) if path is not None else DEFAULT_TARGETS
-    try:
-        document = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataFileError(f"targets file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataFileError(f"cannot read targets file {path}: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise DataFileError(f"{path} is not valid TOML: {exc}") from None
+    document = read_toml(path, f"targets file not found: {path}")
     table = document.get(section)
     if not isinstance(table, dict) or not isinstance(table.get("targets"), list):
         raise DataFileError(f"{path} has no [{section}] section with a 'targets' list")
@@ -166,4 +159,11 @@ def print_verdicts(verdicts: list[tuple[str, bool, str]]) -> None:
         print(f"  {'PASS' if ok else 'FAIL'}  {name}: {detail}")
 
 
-__all__ = ["COMPARISONS", "DEFAULT_TARGETS", "Target", "judge", "load_targets", "print_verdicts"]
+__all__ = [
+    "COMPARISONS",
+    "DEFAULT_TARGETS",
+    "Target",
+    "judge",
+    "load_targets",
+    "print_verdicts",
+]

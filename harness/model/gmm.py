@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -46,6 +47,11 @@ LOG_2PI = math.log(2.0 * math.pi)
 
 class CollapsedComponentWarning(RuntimeWarning):
     """A component lost (almost) all its points and was floored instead of becoming NaN."""
+
+
+def axis_length(array: str, axis: int, doc: str) -> property:
+    """A read-only ``int`` attribute: the length of attribute ``array`` along ``axis``."""
+    return property(lambda self: int(getattr(self, array).shape[axis]), doc=doc)
 
 
 @dataclass(frozen=True)
@@ -89,13 +95,8 @@ class GMMParams:
         object.__setattr__(self, "means", means)
         object.__setattr__(self, "covariances", covariances)
 
-    @property
-    def n_components(self) -> int:
-        return self.means.shape[0]
-
-    @property
-    def n_features(self) -> int:
-        return self.means.shape[1]
+    n_components = axis_length("means", 0, "k, the number of components")
+    n_features = axis_length("means", 1, "d, the number of features")
 
     def to_dict(self) -> dict[str, list]:
         """Nested lists, for JSON."""
@@ -110,6 +111,11 @@ class GMMParams:
         return cls(
             np.asarray(data["weights"]), np.asarray(data["means"]), np.asarray(data["covariances"])
         )
+
+
+def _of_params(name: str) -> property:
+    """A read-only attribute of :class:`DerivedParams` that is its ``params``' own."""
+    return property(lambda self: getattr(self.params, name), doc=f"``params.{name}``")
 
 
 @dataclass(frozen=True)
@@ -139,25 +145,20 @@ class DerivedParams:
     log_det_precision_cholesky: np.ndarray
     log_norm: np.ndarray
 
-    @property
-    def weights(self) -> np.ndarray:
-        return self.params.weights
+    # Read-only views of the parameters the factors were derived from.
+    weights = _of_params("weights")
+    means = _of_params("means")
+    covariances = _of_params("covariances")
+    n_components = _of_params("n_components")
+    n_features = _of_params("n_features")
 
-    @property
-    def means(self) -> np.ndarray:
-        return self.params.means
-
-    @property
-    def covariances(self) -> np.ndarray:
-        return self.params.covariances
-
-    @property
-    def n_components(self) -> int:
-        return self.params.n_components
-
-    @property
-    def n_features(self) -> int:
-        return self.params.n_features
+    def kernel_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(log_norm, means, precision_cholesky)`` as C-contiguous float64 arrays, as
+        every compiled kernel takes the model."""
+        return tuple(  # type: ignore[return-value]
+            np.ascontiguousarray(a, dtype=np.float64)
+            for a in (self.log_norm, self.means, self.precision_cholesky)
+        )
 
 
 def derive(params: GMMParams) -> DerivedParams:
@@ -305,7 +306,7 @@ def params_from_stats(
     scatter / N_k + reg_covar * I``. A component whose mass fell below
     ``COLLAPSE_FRACTION * n`` has no usable mean or covariance: it keeps its previous
     mean and covariance, gets the floor weight, is listed in ``collapsed`` and a
-    :class:`CollapsedComponentWarning` is issued, instead of producing NaN.
+    :class:`CollapsedComponentWarning` is emitted, instead of producing NaN.
 
     Parameters
     ----------
@@ -314,7 +315,7 @@ def params_from_stats(
         Parameters of the iteration that produced ``stats``.
     reg_covar : float
     warn : bool
-        Issue the warning for collapsed components.
+        Emit the warning for collapsed components.
 
     Returns
     -------
@@ -350,6 +351,17 @@ def params_from_stats(
 # --------------------------------------------------------------------------------------
 
 
+def component_columns(n: int, k: int, column: Callable[[int], np.ndarray]) -> np.ndarray:
+    """An (n, k) float64 array whose column ``j`` is ``column(j)``, shape (n,).
+
+    The per-component loop of every E-step that works one component at a time.
+    """
+    out = np.empty((n, k))
+    for j in range(k):
+        out[:, j] = column(j)
+    return out
+
+
 def log_weighted_density(X: np.ndarray, derived: DerivedParams) -> np.ndarray:
     """``log(w_k) + log N(x_n | mu_k, Sigma_k)`` for every point and component.
 
@@ -362,13 +374,13 @@ def log_weighted_density(X: np.ndarray, derived: DerivedParams) -> np.ndarray:
     -------
     ndarray of float64, shape (n, k)
     """
-    n = X.shape[0]
-    k = derived.n_components
-    out = np.empty((n, k))
-    for j in range(k):
+
+    def squared_distance(j: int) -> np.ndarray:
         P = derived.precision_cholesky[j]
         y = X @ P - derived.means[j] @ P
-        out[:, j] = np.einsum("nd,nd->n", y, y)
+        return np.einsum("nd,nd->n", y, y)
+
+    out = component_columns(X.shape[0], derived.n_components, squared_distance)
     out *= -0.5
     out += derived.log_norm
     return out

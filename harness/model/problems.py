@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from harness.model.errors import InvalidDataError, InvalidParameterError
+from harness.model.validation import look_up
 
 #: Interfaces a problem's strategies implement.
 INTERFACES: tuple[str, ...] = ("em", "array")
@@ -304,13 +305,7 @@ def get_problem(name: str) -> Problem:
     InvalidParameterError
         With the list of valid names.
     """
-    key = str(name).strip().lower()
-    problem = PROBLEMS.get(key)
-    if problem is None:
-        raise InvalidParameterError(
-            f"unknown problem {name!r}; valid problems: {', '.join(PROBLEMS)}"
-        )
-    return problem
+    return look_up(PROBLEMS, name, "problem", label="valid problems")
 
 
 def micro_workloads() -> dict[str, MicroWorkload]:

@@ -14,13 +14,21 @@ Policy (documented in the README):
   below the largest float64, or the covariance becomes inf and its Cholesky factor
   cannot be taken. Rescaling the data (dividing by a constant) fits the same mixture
   up to that scale, and is the user's choice to make, not a silent one here.
+
+Names typed by a user (problems, strategies) are looked up by :func:`look_up`, which
+fails with the list of valid names.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from typing import TypeVar
+
 import numpy as np
 
 from harness.model.errors import InvalidDataError, InvalidParameterError
+
+_T = TypeVar("_T")
 
 
 def check_data(X: object, *, name: str = "X") -> np.ndarray:
@@ -142,3 +150,27 @@ def check_workers(workers: object) -> int:
     if workers < 1:
         raise InvalidParameterError(f"workers must be >= 1; got {workers}")
     return workers
+
+
+def look_up(
+    table: Mapping[str, _T],
+    name: object,
+    what: str,
+    *,
+    valid: Iterable[str] | None = None,
+    label: str = "valid names",
+    error: type[Exception] = InvalidParameterError,
+) -> _T:
+    """``table``'s entry for a name a user gave (case and surrounding spaces ignored).
+
+    Raises
+    ------
+    error
+        ``unknown <what> <name>; <label>: <valid>`` (``valid``: the table's keys unless
+        given).
+    """
+    found = table.get(str(name).strip().lower())
+    if found is None:
+        names = ", ".join(table if valid is None else valid)
+        raise error(f"unknown {what} {name!r}; {label}: {names}")
+    return found

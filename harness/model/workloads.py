@@ -25,6 +25,7 @@ import numpy as np
 
 from harness.model.errors import DataFileError, InvalidParameterError
 from harness.model.footprint import check_fits
+from harness.model.gmm import axis_length
 from harness.model.validation import check_data, check_n_components
 
 
@@ -49,13 +50,8 @@ class Dataset:
     seed: int = 0
     notes: tuple[str, ...] = ()
 
-    @property
-    def n(self) -> int:
-        return self.X.shape[0]
-
-    @property
-    def d(self) -> int:
-        return self.X.shape[1]
+    n = axis_length("X", 0, "Number of points.")
+    d = axis_length("X", 1, "Number of features.")
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,8 @@ Definitions (``T(s, p)`` is the median wall time of one EM iteration of strategy
   propagated from the speedup's interval; a model value whose band is wider than the
   value itself says nothing and is marked not shown (``model_<p>_shown``). With two
   cores measured this usually keeps the nearest extrapolation and drops the far ones:
-  1.8x and 1.9x at 2 cores, both inside a typical interval, give 8x and 15x at 64.
+  two speedups at 2 cores that one interval cannot tell apart extrapolate to 64 cores
+  values about a factor of two apart.
 
 **Disturbed configurations** (the table's ``disturbed`` column, when the sweep
 recorded one: still disturbed by other programs or unstable after the last attempt)
@@ -59,6 +60,9 @@ import pandas as pd
 
 from harness.report import uncertainty as unc
 from harness.report.amdahl import MODEL_CORES, amdahl, amdahl_speedup, fit_amdahl, karp_flatt
+from harness.report.draws import MEASUREMENT as _MEASUREMENT
+from harness.report.draws import Draws, bootstrap
+from harness.report.draws import draw_key as _key
 from harness.report.tables import (
     SEQUENTIAL_KINDS,
     disturbed_configurations,
@@ -103,63 +107,7 @@ HEADLINE_PHASE = "iteration"
 #: A 2-worker speedup over itself below this counts as "does not scale".
 NO_SCALING_BELOW = 1.1
 
-_MEASUREMENT = ["workload", "n", "strategy", "workers", "phase"]
 _CONFIG = ["workload", "n", "strategy", "workers"]
-
-
-@dataclass
-class Draws:
-    """Bootstrap draws of the median of every measured (workload, n, strategy, workers,
-    phase), and whether each came from a single process (see
-    :mod:`harness.report.uncertainty`).
-
-    Attributes
-    ----------
-    medians : dict of tuple to ndarray of float64, shape (RESAMPLES,)
-    single : dict of tuple to bool
-    point : dict of tuple to float
-        The median itself.
-    """
-
-    medians: dict[tuple, np.ndarray] = field(default_factory=dict)
-    single: dict[tuple, bool] = field(default_factory=dict)
-    point: dict[tuple, float] = field(default_factory=dict)
-
-    def ratio(self, numerator: tuple, denominator: tuple) -> tuple[float, float]:
-        """Interval of ``T(numerator) / T(denominator)``; NaN when either is unknown."""
-        if numerator not in self.medians or denominator not in self.medians:
-            return math.nan, math.nan
-        single = int(self.single[numerator]) + int(self.single[denominator])
-        return unc.ratio_interval(self.medians[numerator], self.medians[denominator], single)
-
-
-def bootstrap(table: pd.DataFrame, seed: int = 0) -> Draws:
-    """:class:`Draws` of every measured key of a :func:`normalise_table` table."""
-    ok = table[(table["status"] == "ok") & np.isfinite(table["seconds"])]
-    draws = Draws()
-    if ok.empty:
-        return draws
-    seconds = ok["seconds"].to_numpy(dtype=float)
-    unit = unc.unit_column(list(ok.columns))
-    labels = None
-    if unit is not None:
-        labels = ok[unit].astype(str)
-        if unc.ATTEMPT_COLUMN in ok.columns:
-            labels = ok[unc.ATTEMPT_COLUMN].astype(str) + "/" + labels
-        labels = labels.to_numpy()
-    for key, index in ok.groupby(_MEASUREMENT, sort=True).indices.items():
-        key = _key(*key)
-        units = labels[index] if labels is not None else None
-        values = seconds[index]
-        draws.medians[key] = unc.median_draws(values, units, rng=unc.seeded_rng(key, seed))
-        draws.single[key] = units is None or len(set(units)) < 2
-        draws.point[key] = float(np.median(values))
-    return draws
-
-
-def _key(workload: str, n: int, strategy: str, workers: int, phase: str) -> tuple:
-    """A draws key with plain Python types, so lookups do not depend on dtypes."""
-    return (str(workload), int(n), str(strategy), int(workers), str(phase))
 
 
 def summarise(table: pd.DataFrame, draws: Draws | None = None) -> pd.DataFrame:

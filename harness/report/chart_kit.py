@@ -240,21 +240,26 @@ def _empty_panel(axis, message: str) -> None:
     axis.grid(False)
 
 
+def _rings(axis, x, y, mask, colour: str, marker: str, size: float, width: float, z: int) -> None:
+    """Hollow markers over the points of ``x, y`` where ``mask`` is true."""
+    if mask.any():
+        axis.scatter(
+            x[mask],
+            y[mask],
+            s=size,
+            facecolors="white",
+            edgecolors=colour,
+            marker=marker,
+            zorder=z,
+            linewidths=width,
+        )
+
+
 def _mark_oversubscribed(
     axis, x: np.ndarray, y: np.ndarray, over: np.ndarray, colour: str, marker: str
 ) -> None:
     """Hollow markers on points measured with more workers than cores."""
-    if over.any():
-        axis.scatter(
-            x[over],
-            y[over],
-            s=70,
-            facecolors="white",
-            edgecolors=colour,
-            marker=marker,
-            zorder=4,
-            linewidths=1.5,
-        )
+    _rings(axis, x, y, over, colour, marker, size=70, width=1.5, z=4)
 
 
 #: Cell colour of a tie in the best-strategy map.
@@ -265,17 +270,7 @@ DISTURBED_COLOUR = "#9a9a9a"
 
 def _mark_disturbed(axis, x: np.ndarray, y: np.ndarray, disturbed: np.ndarray) -> None:
     """Hollow grey rings over points that rest on a disturbed configuration."""
-    if disturbed.any():
-        axis.scatter(
-            x[disturbed],
-            y[disturbed],
-            s=90,
-            facecolors="white",
-            edgecolors=DISTURBED_COLOUR,
-            marker="o",
-            zorder=5,
-            linewidths=1.8,
-        )
+    _rings(axis, x, y, disturbed, DISTURBED_COLOUR, "o", size=90, width=1.8, z=5)
 
 
 def _disturbed_handle() -> Line2D:
@@ -306,3 +301,14 @@ def _error_bars(axis, x, y, low, high, colour: str) -> None:
             alpha=0.8,
             zorder=2,
         )
+
+
+def _interval_and_flags(axis, frame, x: str, y: str, colour: str) -> np.ndarray:
+    """Error bars of column ``y`` (its interval in ``<y>_low``, ``<y>_high``) against
+    column ``x`` of ``frame``, and rings on the points resting on a disturbed
+    configuration; returns that disturbed mask."""
+    xs, ys = frame[x].to_numpy(dtype=float), frame[y].to_numpy(dtype=float)
+    disturbed = frame["rests_on_disturbed"].to_numpy(dtype=bool)
+    _error_bars(axis, xs, ys, frame[f"{y}_low"], frame[f"{y}_high"], colour)
+    _mark_disturbed(axis, xs, ys, disturbed)
+    return disturbed

@@ -45,6 +45,7 @@ from harness.report.chart_kit import (  # noqa: F401 (API)
     _error_bars,
     _figure,
     _integer_ticks,
+    _interval_and_flags,
     _mark_disturbed,
     _mark_oversubscribed,
     _plain_log_axis,
@@ -67,6 +68,27 @@ from harness.report.uncertainty import CONFIDENCE
 # --------------------------------------------------------------------------------------
 
 
+def _speedup_lines(axis, frame, column: str, styles, shown: set) -> tuple[bool, bool]:
+    """One line per strategy of ``column`` against workers, with its interval and the
+    oversubscribed and disturbed marks; whether any point was oversubscribed, disturbed."""
+    any_over = any_disturbed = False
+    for strategy, group in frame.groupby("strategy", sort=True):
+        group = group.sort_values("workers").dropna(subset=[column])
+        if group.empty:
+            continue
+        style = styles[strategy]
+        x = group["workers"].to_numpy()
+        y = group[column].to_numpy(dtype=float)
+        over = group["oversubscribed"].to_numpy(dtype=bool)
+        axis.plot(x, y, color=style.colour, marker=style.marker, lw=1.6)
+        disturbed = _interval_and_flags(axis, group, "workers", column, style.colour)
+        _mark_oversubscribed(axis, x, y, over, style.colour, style.marker)
+        any_over |= bool(over.any())
+        any_disturbed |= bool(disturbed.any())
+        shown.add(strategy)
+    return any_over, any_disturbed
+
+
 def speedup_chart(analysis: Analysis, styles: dict[str, StrategyStyle]) -> Figure | None:
     """Speedup against workers: (top) over itself at 1 worker, (bottom) over the fastest
     1-worker strategy; one column per workload, at its headline n."""
@@ -87,24 +109,9 @@ def speedup_chart(analysis: Analysis, styles: dict[str, StrategyStyle]) -> Figur
         top, bottom = axes[0, col], axes[1, col]
         p_line = np.array([1, max(worker_counts)], dtype=float)
         parallel = data[~data["sequential"].astype(bool)]
-        for strategy, group in parallel.groupby("strategy", sort=True):
-            group = group.sort_values("workers").dropna(subset=["speedup_self"])
-            if group.empty:
-                continue
-            style = styles[strategy]
-            x = group["workers"].to_numpy()
-            y = group["speedup_self"].to_numpy(dtype=float)
-            over = group["oversubscribed"].to_numpy(dtype=bool)
-            top.plot(x, y, color=style.colour, marker=style.marker, lw=1.6)
-            _error_bars(
-                top, x, y, group["speedup_self_low"], group["speedup_self_high"], style.colour
-            )
-            _mark_oversubscribed(top, x, y, over, style.colour, style.marker)
-            disturbed = group["rests_on_disturbed"].to_numpy(dtype=bool)
-            _mark_disturbed(top, x, y, disturbed)
-            any_over |= bool(over.any())
-            any_disturbed |= bool(disturbed.any())
-            shown.add(strategy)
+        over, disturbed = _speedup_lines(top, parallel, "speedup_self", styles, shown)
+        any_over |= over
+        any_disturbed |= disturbed
         drawn = len(top.lines)
         top.plot(p_line, p_line, color="black", ls=":", lw=1, zorder=1)
         top.set_title(_workload_title(analysis, workload, n))
@@ -114,32 +121,7 @@ def speedup_chart(analysis: Analysis, styles: dict[str, StrategyStyle]) -> Figur
         if drawn == 0:
             _empty_panel(top, "no parallel strategy measured\nat 1 and more workers")
 
-        for strategy, group in data.groupby("strategy", sort=True):
-            group = group.sort_values("workers").dropna(subset=["speedup_best_1w"])
-            if group.empty:
-                continue
-            style = styles[strategy]
-            x = group["workers"].to_numpy()
-            y = group["speedup_best_1w"].to_numpy(dtype=float)
-            bottom.plot(x, y, color=style.colour, marker=style.marker, lw=1.6)
-            _error_bars(
-                bottom,
-                x,
-                y,
-                group["speedup_best_1w_low"],
-                group["speedup_best_1w_high"],
-                style.colour,
-            )
-            _mark_disturbed(bottom, x, y, group["rests_on_disturbed"].to_numpy(dtype=bool))
-            _mark_oversubscribed(
-                bottom,
-                x,
-                y,
-                group["oversubscribed"].to_numpy(dtype=bool),
-                style.colour,
-                style.marker,
-            )
-            shown.add(strategy)
+        _speedup_lines(bottom, data, "speedup_best_1w", styles, shown)
         reference = data["best_1w_strategy"].dropna()
         bottom.plot(p_line, p_line, color="black", ls=":", lw=1, zorder=1)
         bottom.axhline(1.0, color="#d62728", ls="--", lw=1, zorder=1)
@@ -300,11 +282,10 @@ def efficiency_chart(analysis: Analysis, styles: dict[str, StrategyStyle]) -> Fi
             x = group["workers"].to_numpy()
             y = group["efficiency"].to_numpy(dtype=float)
             top.plot(x, y, color=style.colour, marker=style.marker, lw=1.6)
-            _error_bars(top, x, y, group["efficiency_low"], group["efficiency_high"], style.colour)
+            _interval_and_flags(top, group, "workers", "efficiency", style.colour)
             _mark_oversubscribed(
                 top, x, y, group["oversubscribed"].to_numpy(dtype=bool), style.colour, style.marker
             )
-            _mark_disturbed(top, x, y, group["rests_on_disturbed"].to_numpy(dtype=bool))
             shown.add(strategy)
         top.axhline(1.0, color="black", ls=":", lw=1)
         top.yaxis.set_major_formatter(PercentFormatter(1.0))
@@ -327,20 +308,7 @@ def efficiency_chart(analysis: Analysis, styles: dict[str, StrategyStyle]) -> Fi
                 bottom.plot(
                     group["n"], group["karp_flatt"], color=style.colour, marker=style.marker, lw=1.6
                 )
-                _error_bars(
-                    bottom,
-                    group["n"],
-                    group["karp_flatt"],
-                    group["karp_flatt_low"],
-                    group["karp_flatt_high"],
-                    style.colour,
-                )
-                _mark_disturbed(
-                    bottom,
-                    group["n"].to_numpy(dtype=float),
-                    group["karp_flatt"].to_numpy(dtype=float),
-                    group["rests_on_disturbed"].to_numpy(dtype=bool),
-                )
+                _interval_and_flags(bottom, group, "n", "karp_flatt", style.colour)
                 shown.add(strategy)
             bottom.axhline(0.0, color="black", lw=0.8)
             bottom.set_xscale("log")
@@ -404,20 +372,7 @@ def amdahl_chart(analysis: Analysis, styles: dict[str, StrategyStyle]) -> Figure
                 style.colour,
                 style.marker,
             )
-            _error_bars(
-                axis,
-                points["workers"],
-                points["speedup_self"],
-                points["speedup_self_low"],
-                points["speedup_self_high"],
-                style.colour,
-            )
-            _mark_disturbed(
-                axis,
-                points["workers"].to_numpy(dtype=float),
-                points["speedup_self"].to_numpy(dtype=float),
-                points["rests_on_disturbed"].to_numpy(dtype=bool),
-            )
+            _interval_and_flags(axis, points, "workers", "speedup_self", style.colour)
             lowest = min(lowest, float(points["speedup_self"].min()))
             raw = fit["serial_fraction_raw"]
             shown = [p for p in MODEL_CORES if fit[f"model_{p}_shown"]]

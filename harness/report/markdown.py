@@ -33,9 +33,9 @@ from harness.report.analysis import (
 )
 from harness.report.cluster_section import cluster_section
 from harness.report.findings import FINDINGS_FILE
+from harness.report.run_section import find_key, run_section, sweep_arguments
 from harness.report.sections import (
     disturbed_section,
-    md_table,
     not_measured_section,
     peers_section,
     phase_section,
@@ -48,10 +48,10 @@ from harness.sweep.formats import write_text_atomic
 from harness.sweep.results import (
     CHARTS_DIR,
     REPORT_FILE,
-    RUN_METADATA_COLUMNS,
     TABLE_FILE,
     load_meta,
     load_table,
+    run_folder,
 )
 
 #: Points of the fitted-model picture: enough to show the shape, quick to re-fit.
@@ -63,6 +63,35 @@ FIT_ITERATIONS = 100
 FIT_TOL = 1e-3
 #: Strategy used for the re-fit: vectorised NumPy, always available, no build needed.
 FIT_STRATEGY = "einsum"
+
+_NOT_TIMED = "no iteration time was measured"
+_NOT_SCALED = "no parallel strategy was measured with 1 and with more workers"
+#: The overview charts, in report order: (stem, heading, alt text, function of
+#: :mod:`harness.report.charts` that draws it, why it may be missing).
+_OVERVIEW = (
+    ("speedup", "Speedup against workers", "Speedup against workers", "speedup_chart", _NOT_TIMED),
+    (
+        "best_strategy",
+        "Fastest strategy per size and worker count",
+        "Best-strategy map",
+        "best_map_chart",
+        _NOT_TIMED,
+    ),
+    (
+        "efficiency",
+        "Parallel efficiency and serial fraction",
+        "Parallel efficiency and Karp-Flatt fraction",
+        "efficiency_chart",
+        _NOT_SCALED,
+    ),
+    (
+        "amdahl",
+        "Amdahl extrapolation (model)",
+        "Amdahl extrapolation",
+        "amdahl_chart",
+        _NOT_SCALED,
+    ),
+)
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -171,13 +200,11 @@ def plot_run(
         If the folder, its table or its metadata cannot be read, or a file cannot be
         written.
     """
-    run_dir = Path(run_dir)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise DataFileError(f"not a folder: {run_dir} (give a results folder)")
-    if not run_dir.is_dir():
-        raise DataFileError(f"results folder not found: {run_dir}")
+    run_dir = run_folder(run_dir)
     table = load_table(run_dir)
-    meta, meta_note = _read_meta(run_dir)
+    # Missing or damaged metadata is refused: a report that cannot say what machine and
+    # build measured its figures would present them as if it could.
+    meta = load_meta(run_dir)
     analysis = analyse(table, usable_cores=_usable_cores(meta))
     charts_dir = run_dir / CHARTS_DIR
     result = PlotResult(run_dir / REPORT_FILE, charts_dir, analysis)
@@ -194,24 +221,14 @@ def plot_run(
             raise DataFileError(f"cannot write charts to {charts_dir}: {exc}") from exc
         result.charts[stem] = f"{CHARTS_DIR}/{stem}.png"
 
-    emit("speedup", charts.speedup_chart(analysis, styles), "no iteration time was measured")
-    emit("best_strategy", charts.best_map_chart(analysis, styles), "no iteration time was measured")
-    emit(
-        "efficiency",
-        charts.efficiency_chart(analysis, styles),
-        "no parallel strategy was measured with 1 and with more workers",
-    )
-    emit(
-        "amdahl",
-        charts.amdahl_chart(analysis, styles),
-        "no parallel strategy was measured with 1 and with more workers",
-    )
+    for stem, _, _, draw, reason in _OVERVIEW:
+        emit(stem, getattr(charts, draw)(analysis, styles), reason)
     for workload in workloads:
         slug = _slug(workload)
         emit(
             f"time_vs_n_{slug}",
             charts.time_vs_n_chart(analysis, styles, workload),
-            "no iteration time was measured",
+            _NOT_TIMED,
         )
         emit(
             f"phases_{slug}",
@@ -238,31 +255,13 @@ def plot_run(
     result.findings_path = run_dir / FINDINGS_FILE
     records = [finding.to_dict() for finding in analysis.findings]
     _write_atomic(result.findings_path, json.dumps(records, indent=1, ensure_ascii=False) + "\n")
-    text = render_report(analysis, meta, meta_note, result, run_dir)
+    text = render_report(analysis, meta, result, run_dir)
     _write_atomic(result.report_path, text)
     return result
 
 
-def _read_meta(run_dir: Path) -> tuple[dict, str]:
-    """The run's metadata. Missing or damaged metadata is refused: a report that cannot
-    say what machine and build measured its figures would present them as if it could."""
-    return load_meta(run_dir), ""
-
-
-def _find_key(data: object, key: str) -> object:
-    """First value stored under ``key`` anywhere in nested dicts."""
-    if isinstance(data, dict):
-        if key in data:
-            return data[key]
-        for value in data.values():
-            found = _find_key(value, key)
-            if found is not None:
-                return found
-    return None
-
-
 def _usable_cores(meta: dict) -> int | None:
-    value = _find_key(meta, "usable_cores")
+    value = find_key(meta, "usable_cores")
     try:
         return int(value) if value is not None else None
     except (TypeError, ValueError):
@@ -271,7 +270,7 @@ def _usable_cores(meta: dict) -> int | None:
 
 def _seed(meta: dict) -> int:
     """The sweep's data seed (``sweep.protocol.seed`` or ``args.seed``), 0 if unrecorded."""
-    value = _find_key(_sweep_arguments(meta), "seed")
+    value = find_key(sweep_arguments(meta), "seed")
     try:
         return int(value) if value is not None else 0
     except (TypeError, ValueError):
@@ -377,117 +376,6 @@ def _image(result: PlotResult, stem: str, alt: str) -> str:
     return f"*No chart “{alt}”: {reason}.*"
 
 
-def _flatten(data: object, prefix: str = "") -> list[tuple[str, str]]:
-    if isinstance(data, dict):
-        items: list[tuple[str, str]] = []
-        for key, value in data.items():
-            items += _flatten(value, f"{prefix}.{key}" if prefix else str(key))
-        return items
-    if isinstance(data, list | tuple):
-        text = ", ".join(_short(v) if isinstance(v, dict | list) else str(v) for v in data)
-    else:
-        text = "" if data is None else str(data)
-    if len(text) > 160:
-        text = text[:157] + "..."
-    return [(prefix, text)]
-
-
-#: meta.json keys shown first, in this order; "metadata" repeats them and is left out,
-#: "strategies" and the sweep arguments get their own lines.
-_META_FIRST = (
-    "run_id",
-    "status",
-    "created",
-    "updated",
-    "host",
-    "versions",
-    "build",
-    "git_commit",
-    "git_dirty",
-    "configurations",
-)
-_META_HIDDEN = {"metadata", "strategies", "sweep", "args", "sessions", "schema_version"}
-#: Table columns shown when meta.json is missing.
-_ROW_META_COLUMNS = RUN_METADATA_COLUMNS
-
-
-def _sweep_arguments(meta: dict) -> dict:
-    for key in ("sweep", "args"):
-        if isinstance(meta.get(key), dict) and meta[key]:
-            return meta[key]
-    return {}
-
-
-def _metadata_section(analysis: Analysis, meta: dict, meta_note: str) -> str:
-    lines = ["## Run", ""]
-    if meta_note:
-        lines += [f"*{meta_note}.*", ""]
-    ordered = {key: meta[key] for key in _META_FIRST if key in meta}
-    build = ordered.get("build")
-    if isinstance(build, dict) and isinstance(build.get("kernels"), dict):
-        # The kernel build record repeats the compiler flags; keep only why it is missing.
-        kernels = build["kernels"]
-        ordered["build"] = {key: value for key, value in build.items() if key != "kernels"}
-        if kernels.get("available") is False:
-            ordered["build"]["kernels"] = f"not available: {kernels.get('reason', '')}"
-    ordered.update(
-        {
-            key: value
-            for key, value in meta.items()
-            if key not in _META_FIRST and key not in _META_HIDDEN
-        }
-    )
-    rows = [[f"`{key}`", value] for key, value in _flatten(ordered) if value != ""]
-    if isinstance(meta.get("sessions"), list) and len(meta["sessions"]) > 1:
-        rows.append(["`sessions`", f"{len(meta['sessions'])} (the sweep was resumed)"])
-    if not rows:  # fall back on the metadata columns repeated on every row
-        table = analysis.table
-        for column in _ROW_META_COLUMNS:
-            values = table[column].dropna().unique()
-            if len(values):
-                rows.append([f"`{column}`", ", ".join(str(v) for v in values[:3])])
-    if rows:
-        lines += [md_table(["field", "value"], rows), ""]
-    arguments = _sweep_arguments(meta)
-    if arguments:
-        lines += [
-            "Sweep arguments: " + ", ".join(f"`{k}={_short(v)}`" for k, v in arguments.items()),
-            "",
-        ]
-    registry = meta.get("strategies")
-    if isinstance(registry, dict):
-        unavailable = [
-            (name, info.get("reason", ""))
-            for name, info in registry.items()
-            if isinstance(info, dict) and info.get("available") is False
-        ]
-        if unavailable:
-            lines += [
-                "Strategies unavailable on this machine: "
-                + "; ".join(
-                    f"`{name}` ({reason or 'no reason given'})" for name, reason in unavailable
-                )
-                + ".",
-                "",
-            ]
-    table = analysis.table
-    measured = int((table["status"] == "ok").sum())
-    configs = table.drop_duplicates(["workload", "n", "strategy", "workers"])
-    lines += [
-        f"The table holds {len(table):,} rows: {measured:,} measured values over "
-        f"{len(configs):,} configurations ({table['workload'].nunique()} workload(s), "
-        f"{table['strategy'].nunique()} strategies, worker counts "
-        f"{', '.join(str(p) for p in sorted(table['workers'].unique()))}).",
-        "",
-    ]
-    return "\n".join(lines)
-
-
-def _short(value: object) -> str:
-    text = json.dumps(value) if isinstance(value, list | dict) else str(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 _METHOD = f"""## How the numbers are computed
 
 - Every time is the **median** of the repeated values of one configuration and phase; the
@@ -529,9 +417,7 @@ _METHOD = f"""## How the numbers are computed
 """
 
 
-def render_report(
-    analysis: Analysis, meta: dict, meta_note: str, result: PlotResult, run_dir: Path
-) -> str:
+def render_report(analysis: Analysis, meta: dict, result: PlotResult, run_dir: Path) -> str:
     """The text of ``report.md``."""
     run_id = meta.get("run_id") or run_dir.resolve().name
     parts = [
@@ -541,7 +427,7 @@ def render_report(
         "Generated by `python -m harness plot` from this folder's "
         f"`{TABLE_FILE}`; every number and sentence below is computed from it.",
         "",
-        _metadata_section(analysis, meta, meta_note),
+        run_section(analysis, meta),
         "## Findings",
         "",
     ]
@@ -550,23 +436,9 @@ def render_report(
         "",
         "## Overview",
         "",
-        "### Speedup against workers",
-        "",
-        _image(result, "speedup", "Speedup against workers"),
-        "",
-        "### Fastest strategy per size and worker count",
-        "",
-        _image(result, "best_strategy", "Best-strategy map"),
-        "",
-        "### Parallel efficiency and serial fraction",
-        "",
-        _image(result, "efficiency", "Parallel efficiency and Karp-Flatt fraction"),
-        "",
-        "### Amdahl extrapolation (model)",
-        "",
-        _image(result, "amdahl", "Amdahl extrapolation"),
-        "",
     ]
+    for stem, heading, alt, _, _ in _OVERVIEW:
+        parts += [f"### {heading}", "", _image(result, stem, alt), ""]
     for workload in sorted(analysis.headline_n):
         slug = _slug(workload)
         info = analysis.workloads.loc[workload]

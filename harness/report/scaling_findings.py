@@ -403,22 +403,12 @@ def scaling_findings(analysis: Analysis, workload: str) -> list[Finding]:
     for name, row in top.sort_values("speedup_self").iterrows():
         value, low, high = row["speedup_self"], row["speedup_self_low"], row["speedup_self_high"]
         if math.isfinite(high) and high < 1:
-            out.append(
-                Finding(
-                    "slower_with_more_workers",
-                    f"**{workload}**: at n = {fmt_n(n)}, {code(name)} is slower with "
-                    f"{p_top} workers than with 1 (speedup {fmt_ratio_ci(value, low, high)}): "
-                    "coordinating the extra worker costs more than the share of work it "
-                    f"takes over.{_pool_note(row)}",
-                    workload,
-                    n,
-                    p_top,
-                    [name],
-                    value,
-                    low,
-                    high,
-                    ids(name),
-                )
+            kind = "slower_with_more_workers"
+            text = (
+                f"**{workload}**: at n = {fmt_n(n)}, {code(name)} is slower with "
+                f"{p_top} workers than with 1 (speedup {fmt_ratio_ci(value, low, high)}): "
+                "coordinating the extra worker costs more than the share of work it "
+                "takes over."
             )
         elif not (math.isfinite(low) and low > 1) or high < NO_SCALING_BELOW:
             gain = (
@@ -426,22 +416,15 @@ def scaling_findings(analysis: Analysis, workload: str) -> list[Finding]:
                 if not (math.isfinite(low) and low > 1)
                 else f"gains less than {NO_SCALING_BELOW:.1f}×"
             )
-            out.append(
-                Finding(
-                    "no_gain",
-                    f"**{workload}**: at n = {fmt_n(n)}, {code(name)} {gain} from "
-                    f"{p_top} workers (speedup {fmt_ratio_ci(value, low, high)})."
-                    f"{_pool_note(row)}",
-                    workload,
-                    n,
-                    p_top,
-                    [name],
-                    value,
-                    low,
-                    high,
-                    ids(name),
-                )
+            kind = "no_gain"
+            text = (
+                f"**{workload}**: at n = {fmt_n(n)}, {code(name)} {gain} from "
+                f"{p_top} workers (speedup {fmt_ratio_ci(value, low, high)})."
             )
+        else:
+            continue
+        text += _pool_note(row)
+        out.append(Finding(kind, text, workload, n, p_top, [name], value, low, high, ids(name)))
     trend = clean_rows(
         scal[
             (scal["workload"] == workload)

@@ -7,30 +7,27 @@ import math
 from harness.report.uncertainty import CONFIDENCE
 
 
+def _number(value: float | None, whole_from: float, spec: str, unit: str) -> str:
+    """``value`` with ``spec`` below ``whole_from``, as a whole number with thousands
+    separators from it; an em dash when unknown."""
+    if value is None or not math.isfinite(value):
+        return "—"
+    return f"{value:,.0f}{unit}" if value >= whole_from else f"{value:{spec}}{unit}"
+
+
 def fmt_ms(seconds: float) -> str:
     """Seconds as milliseconds with three significant figures (``"12.3 ms"``)."""
-    if seconds is None or not math.isfinite(seconds):
-        return "—"
-    ms = seconds * 1e3
-    if ms >= 1000:
-        return f"{ms:,.0f} ms"
-    return f"{ms:.3g} ms"
+    return _number(None if seconds is None else seconds * 1e3, 1000, ".3g", " ms")
 
 
 def fmt_times(ratio: float) -> str:
     """A speedup or ratio, ``"1.67×"``; an em dash when unknown."""
-    if ratio is None or not math.isfinite(ratio):
-        return "—"
-    if ratio >= 100:
-        return f"{ratio:,.0f}×"
-    return f"{ratio:.2f}×"
+    return _number(ratio, 100, ".2f", "×")
 
 
 def fmt_fraction(value: float) -> str:
     """A serial fraction with three decimals; an em dash when unknown."""
-    if value is None or not math.isfinite(value):
-        return "—"
-    return f"{value:.3f}"
+    return _number(value, math.inf, ".3f", "")
 
 
 def fmt_n(n: int) -> str:

@@ -5,10 +5,12 @@
   writer never leaves half a file where a reader expects a whole one;
 * :func:`json_default` / :func:`to_json`: JSON that holds NumPy scalars and arrays
   (and, as text, anything else);
+* :func:`read_toml`: a TOML file as a dict, or one :class:`DataFileError` that says
+  what is wrong with it;
 * :func:`format_seconds`: a duration as ``"1.23 s"``, ``"12.3 ms"`` or ``"123 us"``.
 
-Only the standard library: the measurement process and the CLI import it before any
-numeric library. It knows nothing of strategies, runs or their layout.
+Only the standard library (and the harness's errors): the measurement process and the
+CLI import it before any numeric library. It knows nothing of strategies, runs or their layout.
 """
 
 from __future__ import annotations
@@ -18,9 +20,12 @@ import json
 import math
 import os
 import tempfile
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from harness.model.errors import DataFileError
 
 
 def write_atomic(path: str | Path, write: Callable[[Path], object]) -> None:
@@ -74,6 +79,26 @@ def json_default(value: object) -> object:
 def to_json(value: Any, *, indent: int | None = None) -> str:
     """``value`` as JSON text, NumPy values included (NaN and infinities kept as such)."""
     return json.dumps(value, indent=indent, default=json_default, allow_nan=True)
+
+
+def read_toml(path: str | Path, missing: str) -> dict[str, Any]:
+    """The TOML document at ``path``.
+
+    Raises
+    ------
+    DataFileError
+        ``missing`` when there is no file (or a folder); otherwise what is wrong (unreadable, not
+        UTF-8, not valid TOML), naming the file.
+    """
+    path = Path(path)
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, IsADirectoryError):
+        raise DataFileError(missing) from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise DataFileError(f"{path} is not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise DataFileError(f"cannot read {path}: {exc}") from None
 
 
 def format_seconds(seconds: float | None, missing: str = "-") -> str:

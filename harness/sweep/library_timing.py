@@ -48,6 +48,7 @@ from typing import Any
 
 from harness.model.errors import HarnessError, InvalidParameterError
 from harness.model.gmm import REG_COVAR, GMMParams
+from harness.sweep.check_guard import closed_on_failure
 
 #: Iterations of the short fit of each pair (one: the least work besides the fixed cost).
 SHORT_ITERATIONS = 1
@@ -295,12 +296,15 @@ def run_library_check(measurement: Any, measure: Any) -> tuple[Any, dict[str, An
     n_check = max(int(spec.check_iterations), SHORT_ITERATIONS + 1)
     strategy = measurement.new_strategy()
     sampler = measure._memory_sampler()
-    try:
+    allowance = max_iteration_seconds(spec) if spec.probe else math.inf
+    guard = closed_on_failure(
+        strategy, measure.OverBudget, "a fit of one iteration", allowance, spec.time_budget
+    )
+    with guard:
         start = time.perf_counter()
         with sampler or contextlib.nullcontext(), limit_blas(strategy.blas_threads()):
             strategy.prepare(measurement.dataset.X)
             began = time.perf_counter()
-            allowance = max_iteration_seconds(spec) if spec.probe else math.inf
             # The budget probe: a fit of one iteration costs at least one iteration.
             with measure._deadline(allowance):
                 strategy.fit(init, SHORT_ITERATIONS)
@@ -332,19 +336,6 @@ def run_library_check(measurement: Any, measure: Any) -> tuple[Any, dict[str, An
         agreement = strategy.agreement(result, init)
         if not agreement.agrees:
             raise LibraryDisagreementError(f"{strategy.name} {agreement.describe()}")
-    except measure.OverBudget as exc:
-        strategy.close()
-        if not exc.args:  # the deadline fired
-            raise measure.OverBudget(
-                f"a fit of one iteration at n takes over {allowance:.2f} s, the most a "
-                f"configuration within the time budget of {spec.time_budget:g} s allows",
-                allowance,
-                True,
-            ) from None
-        raise
-    except BaseException:
-        strategy.close()
-        raise
     peak = math.nan
     if sampler is not None:
         peak = float(getattr(sampler, "peak_bytes", math.nan) or math.nan)

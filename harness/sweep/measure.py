@@ -111,6 +111,7 @@ from harness.model.errors import (
     NumericalError,
     StrategyUnavailableError,
 )
+from harness.sweep.check_guard import closed_on_failure
 from harness.sweep.faults import ENV_FAULT, ENV_SLOWDOWN, install_fault, slowdown_for
 from harness.sweep.formats import to_json, write_atomic, write_text_atomic
 from harness.sweep.interference import HOOK, HOOK_NAME, InterferenceHook
@@ -354,7 +355,7 @@ def run_check(measurement: Measurement) -> tuple[Any, dict[str, Any]]:
     seconds: list[float] = []
     logliks: list[float] = []
     sampler = _memory_sampler()
-    try:
+    with closed_on_failure(strategy, OverBudget, "one iteration", allowance, spec.time_budget):
         start = time.perf_counter()
         with sampler or contextlib.nullcontext(), limit_blas(strategy.blas_threads()):
             preparing = time.perf_counter()
@@ -381,19 +382,6 @@ def run_check(measurement: Measurement) -> tuple[Any, dict[str, Any]]:
             # What the driver holds BLAS to while the strategy runs, read back as it applies.
             pools = thread_pools()
         check_seconds = time.perf_counter() - start
-    except OverBudget as exc:
-        strategy.close()
-        if not exc.args:  # the deadline fired: the iteration took at least the allowance
-            raise OverBudget(
-                f"one iteration at n takes over {allowance:.2f} s, the most a "
-                f"configuration within the time budget of {spec.time_budget:g} s allows",
-                allowance,
-                True,
-            ) from None
-        raise
-    except BaseException:
-        strategy.close()
-        raise
     peak = math.nan
     if sampler is not None:
         peak = float(getattr(sampler, "peak_bytes", math.nan) or math.nan)
@@ -460,7 +448,7 @@ def _run_micro_check(measurement: Measurement) -> tuple[Any, dict[str, Any]]:
     strategy = measurement.new_strategy()
     seconds: list[float] = []
     sampler = _memory_sampler()
-    try:
+    with closed_on_failure(strategy, OverBudget, "one run", allowance, spec.time_budget):
         start = time.perf_counter()
         with sampler or contextlib.nullcontext(), limit_blas(strategy.blas_threads()):
             preparing = time.perf_counter()
@@ -486,19 +474,6 @@ def _run_micro_check(measurement: Measurement) -> tuple[Any, dict[str, Any]]:
             runtime_info = dict(strategy.runtime_info())
             pools = thread_pools()
         check_seconds = time.perf_counter() - start
-    except OverBudget as exc:
-        strategy.close()
-        if not exc.args:
-            raise OverBudget(
-                f"one run at n takes over {allowance:.2f} s, the most a configuration "
-                f"within the time budget of {spec.time_budget:g} s allows",
-                allowance,
-                True,
-            ) from None
-        raise
-    except BaseException:
-        strategy.close()
-        raise
     peak = math.nan
     if sampler is not None:
         peak = float(getattr(sampler, "peak_bytes", math.nan) or math.nan)

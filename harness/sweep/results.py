@@ -163,6 +163,22 @@ def config_id(workload: str, n: int, strategy: str, workers: int) -> str:
     return f"{workload}-n{int(n)}-{strategy}-w{int(workers)}"
 
 
+def run_folder(run_dir: str | Path) -> Path:
+    """``run_dir`` as a Path, once it is known to be an existing folder.
+
+    Raises
+    ------
+    DataFileError
+        Naming what it is instead (a file, or nothing).
+    """
+    path = Path(run_dir)
+    if path.is_dir():
+        return path
+    if path.exists():
+        raise DataFileError(f"not a folder: {run_dir} (give a results folder)")
+    raise DataFileError(f"results folder not found: {run_dir}")
+
+
 def load_meta(run_dir: str | Path) -> dict:
     """Read a run's ``meta.json``.
 

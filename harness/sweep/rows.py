@@ -8,6 +8,7 @@ what the measurement process reported. It writes nothing and starts nothing.
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Sequence
 from typing import Any
 
@@ -127,11 +128,8 @@ def as_float(value: Any) -> float:
 
 def median(values: Sequence[float]) -> float:
     """The median of ``values``; NaN when there are none."""
-    ordered = sorted(float(v) for v in values)
-    if not ordered:
-        return math.nan
-    middle = len(ordered) // 2
-    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+    numbers = [float(v) for v in values]
+    return statistics.median(numbers) if numbers else math.nan
 
 
 def plain(value: Any) -> Any:

@@ -21,6 +21,7 @@ problem, registered in ``strategies/__init__.py`` as ``<problem>-<family>``.
 from __future__ import annotations
 
 import abc
+import weakref
 from types import ModuleType
 from typing import ClassVar
 
@@ -29,8 +30,33 @@ import numpy as np
 import kernels
 from harness.model.errors import InvalidParameterError
 from harness.model.problems import check_vector
-from harness.model.validation import check_workers
-from strategies.base import Kind
+from strategies.base import Lifecycle
+
+#: One line per registered micro-strategy for ``python -m harness strategies``:
+#: ``{family: {problem: description}}``, the problems in registry order. The
+#: ``python_loops`` family writes its classes out (their ``run`` differs per problem).
+DESCRIPTIONS: dict[str, dict[str, str]] = {
+    "cython": {
+        "summarize": "typed Cython sum, one thread, nogil",
+        "pairwise": "typed Cython O(n^2) pairwise sum, one thread, nogil",
+    },
+    "openmp": {
+        "summarize": "OpenMP prange, one block per thread, reduction(+)",
+        "pairwise": "OpenMP prange over row blocks, reduction(+)",
+    },
+    "joblib-threads": {
+        "summarize": "joblib threading backend, one task per worker, nogil Cython sum",
+        "pairwise": "joblib threading backend, one row block per worker, nogil Cython",
+    },
+    "multiprocessing": {
+        "summarize": "multiprocessing.Pool, x in shared memory once, one chunk per worker",
+        "pairwise": "multiprocessing.Pool, x in shared memory once, one row block per worker",
+    },
+    "joblib-processes": {
+        "summarize": "joblib loky processes, x memmapped once, one chunk per worker",
+        "pairwise": "joblib loky processes, x memmapped once, one row block per worker",
+    },
+}
 
 
 def task_bounds(n: int, tasks: int) -> list[tuple[int, int]]:
@@ -45,13 +71,8 @@ def task_bounds(n: int, tasks: int) -> list[tuple[int, int]]:
     return [(i * n // tasks, (i + 1) * n // tasks) for i in range(tasks)]
 
 
-class MicroStrategy(abc.ABC):
-    """Base class of the micro-problem strategies.
-
-    Parameters
-    ----------
-    workers : int
-        Threads or processes the strategy uses; honoured exactly.
+class MicroStrategy(Lifecycle):
+    """Base class of the micro-problem strategies (``workers`` as for ``Strategy``).
 
     Class attributes (capabilities)
     -------------------------------
@@ -67,20 +88,13 @@ class MicroStrategy(abc.ABC):
         Always False (kept so listings and the measurement treat both interfaces alike).
     """
 
-    name: ClassVar[str] = ""
-    problem: ClassVar[str] = ""
-    kind: ClassVar[Kind] = "serial"
-    releases_gil: ClassVar[bool] = False
-    needs_compiled: ClassVar[bool] = False
-    parallel: ClassVar[bool] = False
     uses_openmp: ClassVar[bool] = False
-    has_fused_iteration: ClassVar[bool] = False
-    whole_fit: ClassVar[bool] = False
-    description: ClassVar[str] = ""
+    #: Family classes only: the registry-name ending, a key of :data:`DESCRIPTIONS`,
+    #: from which :func:`per_problem` makes the registered classes.
+    family: ClassVar[str] = ""
+    data_name: ClassVar[str] = "x"
 
-    def __init__(self, workers: int = 1) -> None:
-        self.workers = check_workers(workers)
-        self._x: np.ndarray | None = None
+    _check = staticmethod(check_vector)
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
@@ -92,33 +106,24 @@ class MicroStrategy(abc.ABC):
             reason = kernels.load_micro().openmp_unavailable_reason()
         return reason
 
-    # ---- life cycle -----------------------------------------------------------------
-
     def prepare(self, x: np.ndarray) -> None:
-        """Validate ``x`` and place it where the workers read it.
+        """Validate ``x`` and place it where the workers read it; on failure, close.
 
         Parameters
         ----------
         x : array_like, shape (n,)
             Converted to C-contiguous float64 if needed; n = 0 is allowed.
         """
-        self.close()
-        self._x = check_vector(x)
         try:
-            self._setup(self._x)
+            super().prepare(x)
         except BaseException:
             self.close()
             raise
 
-    def _setup(self, x: np.ndarray) -> None:  # noqa: B027 (optional hook)
-        """Hook: start pools, share data. ``x`` is already validated."""
-
     @property
     def x(self) -> np.ndarray:
         """The prepared data, shape (n,), float64."""
-        if self._x is None:
-            raise InvalidParameterError(f"strategy {self.name!r}: call prepare(x) first")
-        return self._x
+        return self._prepared()
 
     @property
     def tasks(self) -> int:
@@ -129,32 +134,12 @@ class MicroStrategy(abc.ABC):
     def run(self) -> object:
         """The problem's answer for the prepared data (the timed call)."""
 
-    def blas_threads(self) -> int:
-        """BLAS threads while this runs: 1 (nothing here uses BLAS; no oversubscription)."""
-        return 1
-
     def runtime_info(self) -> dict[str, object]:
         """What ran: tasks per run and the work unit count per task, for results."""
-        if self._x is None:
+        if self._data is None:
             return {}
         kernel = "python" if not self.needs_compiled else "openmp" if self.uses_openmp else "cython"
         return {"problem": self.problem, "tasks_per_run": self.tasks, "kernel": kernel}
-
-    def close(self) -> None:
-        """Release every resource; safe to call more than once."""
-        self._teardown()
-
-    def _teardown(self) -> None:  # noqa: B027 (optional hook)
-        """Hook: stop pools, unlink shared memory."""
-
-    def __enter__(self) -> MicroStrategy:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(workers={self.workers})"
 
 
 class CompiledMicroStrategy(MicroStrategy):
@@ -192,3 +177,83 @@ def serial_kernel(kernels_module: ModuleType, problem: str):
     if problem == "pairwise":
         return kernels_module.pairwise_rows
     raise InvalidParameterError(f"no micro kernel for problem {problem!r}")
+
+
+class ProcessMicroStrategy(CompiledMicroStrategy):
+    """A micro-strategy whose workers are processes (not registered).
+
+    What a prepared strategy owns (pool, shared data) lives in a resources object that
+    :meth:`_release` frees on ``close``, at garbage collection and at exit, so nothing
+    is left in /dev/shm. Subclasses give the resources type, the release, how one run's
+    tasks are mapped over the pool and what to add to :meth:`runtime_info`.
+    """
+
+    kind = "processes"
+    parallel = True
+    releases_gil = False
+
+    def __init__(self, workers: int = 1) -> None:
+        super().__init__(workers)
+        self._resources = self._new_resources()
+        # A function of the resources only: holding self would keep it alive forever.
+        self._finalizer = weakref.finalize(self, type(self)._release, self._resources)
+        self._pids: list[int] = []
+
+    @staticmethod
+    @abc.abstractmethod
+    def _new_resources() -> object:
+        """An empty resources object with a ``pool`` attribute (None until prepared)."""
+
+    @staticmethod
+    @abc.abstractmethod
+    def _release(resources: object) -> None:
+        """Free everything in ``resources``; safe to call more than once."""
+
+    @abc.abstractmethod
+    def _map(self, pool: object, bounds: list[tuple[int, int]]) -> list[float]:
+        """Run one task per range of ``bounds`` on ``pool``; the partials in task order."""
+
+    def _pool_info(self) -> dict[str, object]:
+        """What :meth:`runtime_info` adds ahead of ``worker_pids``."""
+        return {}
+
+    def _teardown(self) -> None:
+        self._release(self._resources)
+
+    def run(self) -> object:
+        pool = self._resources.pool
+        n = self.x.shape[0]
+        if pool is None:
+            raise RuntimeError(f"strategy {self.name!r}: the pool is closed")
+        return combine(self.problem, n, list(self._map(pool, task_bounds(n, self.workers))))
+
+    def runtime_info(self) -> dict[str, object]:
+        info = super().runtime_info()
+        if info:
+            info.update(self._pool_info())
+            info["worker_pids"] = list(self._pids)
+        return info
+
+
+def per_problem(family: type[MicroStrategy]) -> tuple[type[MicroStrategy], ...]:
+    """One registered class per problem of a family, from the family's class attributes.
+
+    ``DESCRIPTIONS[family.family]`` maps each problem to its description, in the order
+    the classes are returned; ``family.family`` is the registry-name ending. The classes are
+    ``<Problem><Stem>`` (the stem: the family class's name without ``_`` and ``Micro``),
+    registered as ``<problem>-<family>``, and belong to the family's module, so they
+    pickle and are found by the registry as classes written out are.
+    """
+    stem = family.__name__.strip("_").removesuffix("Micro")
+    classes = []
+    for problem, description in DESCRIPTIONS[family.family].items():
+        class_name = f"{problem.capitalize()}{stem}"
+        attributes = {
+            "name": f"{problem}-{family.family}",
+            "problem": problem,
+            "description": description,
+            "__module__": family.__module__,
+            "__qualname__": class_name,
+        }
+        classes.append(type(class_name, (family,), attributes))
+    return tuple(classes)

@@ -7,10 +7,11 @@ region. Every parallel micro-strategy runs the same per-element code on its task
 
 from __future__ import annotations
 
-from strategies.micro.base import CompiledMicroStrategy, combine, serial_kernel
+from strategies.micro.base import CompiledMicroStrategy, combine, per_problem, serial_kernel
 
 
 class _CythonMicro(CompiledMicroStrategy):
+    family = "cython"
     kind = "serial"
 
     def run(self) -> object:
@@ -18,13 +19,4 @@ class _CythonMicro(CompiledMicroStrategy):
         return combine(self.problem, n, [serial_kernel(self.kernels, self.problem)(self.x, 0, n)])
 
 
-class SummarizeCython(_CythonMicro):
-    name = "summarize-cython"
-    problem = "summarize"
-    description = "typed Cython sum, one thread, nogil"
-
-
-class PairwiseCython(_CythonMicro):
-    name = "pairwise-cython"
-    problem = "pairwise"
-    description = "typed Cython O(n^2) pairwise sum, one thread, nogil"
+SummarizeCython, PairwiseCython = per_problem(_CythonMicro)

@@ -20,11 +20,10 @@ import contextlib
 import os
 import shutil
 import tempfile
-import weakref
 
 import numpy as np
 
-from strategies.micro.base import CompiledMicroStrategy, combine, serial_kernel, task_bounds
+from strategies.micro.base import ProcessMicroStrategy, per_problem, serial_kernel
 from strategies.micro.multiprocessing_pool import SEGMENT_PREFIX
 
 
@@ -44,13 +43,15 @@ def _pid() -> int:
 
 
 class _Resources:
+    """What a prepared strategy owns; :func:`_release` frees it (close, GC or exit)."""
+
     def __init__(self) -> None:
-        self.parallel = None
+        self.pool = None  # the entered joblib.Parallel
         self.folder: str | None = None
 
 
 def _release(resources: _Resources) -> None:
-    parallel, resources.parallel = resources.parallel, None
+    parallel, resources.pool = resources.pool, None
     if parallel is not None:
         # joblib has no public handle on the loky executor behind a Parallel.
         executor = getattr(getattr(parallel, "_backend", None), "_workers", None)
@@ -64,17 +65,14 @@ def _release(resources: _Resources) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-class _JoblibProcessesMicro(CompiledMicroStrategy):
-    kind = "processes"
-    parallel = True
-    releases_gil = False
+class _JoblibProcessesMicro(ProcessMicroStrategy):
+    family = "joblib-processes"
+    _new_resources = staticmethod(_Resources)
+    _release = staticmethod(_release)
 
     def __init__(self, workers: int = 1) -> None:
         super().__init__(workers)
-        self._resources = _Resources()
-        self._finalizer = weakref.finalize(self, _release, self._resources)
         self._shared: np.ndarray | None = None
-        self._pids: list[int] = []
 
     def _setup(self, x: np.ndarray) -> None:
         from joblib import Parallel, delayed
@@ -95,47 +93,29 @@ class _JoblibProcessesMicro(CompiledMicroStrategy):
             self._shared = np.memmap(path, dtype=np.float64, mode="r", shape=(n,))
         else:
             self._shared = x
-        resources.parallel = Parallel(
+        resources.pool = Parallel(
             n_jobs=self.workers, backend=LokyBackend(inner_max_num_threads=1), batch_size=1
         )
-        resources.parallel.__enter__()
-        self._pids = sorted(set(resources.parallel(delayed(_pid)() for _ in range(self.workers))))
+        resources.pool.__enter__()
+        self._pids = sorted(set(resources.pool(delayed(_pid)() for _ in range(self.workers))))
 
     def _teardown(self) -> None:
         self._shared = None
-        _release(self._resources)
+        super()._teardown()
 
-    def run(self) -> object:
+    def _map(self, pool: object, bounds: list[tuple[int, int]]) -> list[float]:
         from joblib import delayed
 
-        parallel = self._resources.parallel
-        n = self.x.shape[0]
-        if parallel is None:
-            raise RuntimeError(f"strategy {self.name!r}: the pool is closed")
         shared = self._shared
-        partials = parallel(
-            delayed(_task)(self.problem, shared, start, stop)
-            for start, stop in task_bounds(n, self.workers)
-        )
-        return combine(self.problem, n, list(partials))
+        tasks = (delayed(_task)(self.problem, shared, start, stop) for start, stop in bounds)
+        return pool(tasks)  # type: ignore[operator]
 
-    def runtime_info(self) -> dict[str, object]:
-        info = super().runtime_info()
-        if info:
-            in_process = self._pids == [os.getpid()]
-            info["backend"] = "sequential" if in_process else "loky"
-            info["data_sharing"] = "memmap" if self._resources.folder else "none"
-            info["worker_pids"] = list(self._pids)
-        return info
+    def _pool_info(self) -> dict[str, object]:
+        in_process = self._pids == [os.getpid()]
+        return {
+            "backend": "sequential" if in_process else "loky",
+            "data_sharing": "memmap" if self._resources.folder else "none",
+        }
 
 
-class SummarizeJoblibProcesses(_JoblibProcessesMicro):
-    name = "summarize-joblib-processes"
-    problem = "summarize"
-    description = "joblib loky processes, x memmapped once, one chunk per worker"
-
-
-class PairwiseJoblibProcesses(_JoblibProcessesMicro):
-    name = "pairwise-joblib-processes"
-    problem = "pairwise"
-    description = "joblib loky processes, x memmapped once, one row block per worker"
+SummarizeJoblibProcesses, PairwiseJoblibProcesses = per_problem(_JoblibProcessesMicro)

@@ -6,7 +6,7 @@ of elements or rows), each task calls the one-thread kernel, which releases the 
 for the whole range. The partial sums are added in task order.
 
 What joblib adds on top of the work: dispatch through its thread pool, and its result
-polling (``Parallel._retrieve`` sleeps 10 ms while the next result is pending), which
+polling (``Parallel._retrieve`` sleeps a fixed interval while the next result is pending), which
 small tasks feel. With ``workers=1`` joblib runs the task in the calling thread.
 """
 
@@ -14,10 +14,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from strategies.micro.base import CompiledMicroStrategy, combine, serial_kernel, task_bounds
+from strategies.micro.base import (
+    CompiledMicroStrategy,
+    combine,
+    per_problem,
+    serial_kernel,
+    task_bounds,
+)
 
 
 class _JoblibThreadsMicro(CompiledMicroStrategy):
+    family = "joblib-threads"
     kind = "threads"
     parallel = True
 
@@ -47,13 +54,4 @@ class _JoblibThreadsMicro(CompiledMicroStrategy):
         return combine(self.problem, x.shape[0], list(partials))
 
 
-class SummarizeJoblibThreads(_JoblibThreadsMicro):
-    name = "summarize-joblib-threads"
-    problem = "summarize"
-    description = "joblib threading backend, one task per worker, nogil Cython sum"
-
-
-class PairwiseJoblibThreads(_JoblibThreadsMicro):
-    name = "pairwise-joblib-threads"
-    problem = "pairwise"
-    description = "joblib threading backend, one row block per worker, nogil Cython"
+SummarizeJoblibThreads, PairwiseJoblibThreads = per_problem(_JoblibThreadsMicro)

@@ -21,12 +21,11 @@ import multiprocessing
 import os
 import secrets
 import signal
-import weakref
 from multiprocessing import shared_memory
 
 import numpy as np
 
-from strategies.micro.base import CompiledMicroStrategy, combine, serial_kernel, task_bounds
+from strategies.micro.base import ProcessMicroStrategy, per_problem, serial_kernel
 
 SEGMENT_PREFIX = "microh_"
 
@@ -102,16 +101,10 @@ def _release(resources: _Resources) -> None:
             segment.unlink()
 
 
-class _MultiprocessingMicro(CompiledMicroStrategy):
-    kind = "processes"
-    parallel = True
-    releases_gil = False
-
-    def __init__(self, workers: int = 1) -> None:
-        super().__init__(workers)
-        self._resources = _Resources()
-        self._finalizer = weakref.finalize(self, _release, self._resources)
-        self._pids: list[int] = []
+class _MultiprocessingMicro(ProcessMicroStrategy):
+    family = "multiprocessing"
+    _new_resources = staticmethod(_Resources)
+    _release = staticmethod(_release)
 
     def _setup(self, x: np.ndarray) -> None:
         super()._setup(x)
@@ -133,33 +126,14 @@ class _MultiprocessingMicro(CompiledMicroStrategy):
         # prepare returns once every worker has started, mapped x and loaded the kernel.
         self._pids = sorted(resources.pool.map(_started, range(self.workers), chunksize=1))
 
-    def _teardown(self) -> None:
-        _release(self._resources)
+    def _map(self, pool: object, bounds: list[tuple[int, int]]) -> list[float]:
+        return pool.map(_task, bounds, chunksize=1)  # type: ignore[attr-defined]
 
-    def run(self) -> object:
-        pool = self._resources.pool
-        n = self.x.shape[0]
-        if pool is None:
-            raise RuntimeError(f"strategy {self.name!r}: the pool is closed")
-        partials = pool.map(_task, task_bounds(n, self.workers), chunksize=1)
-        return combine(self.problem, n, partials)
-
-    def runtime_info(self) -> dict[str, object]:
-        info = super().runtime_info()
-        if info:
-            info["start_method"] = start_method()
-            info["data_sharing"] = "shared_memory" if self._resources.segment else "none"
-            info["worker_pids"] = list(self._pids)
-        return info
+    def _pool_info(self) -> dict[str, object]:
+        return {
+            "start_method": start_method(),
+            "data_sharing": "shared_memory" if self._resources.segment else "none",
+        }
 
 
-class SummarizeMultiprocessing(_MultiprocessingMicro):
-    name = "summarize-multiprocessing"
-    problem = "summarize"
-    description = "multiprocessing.Pool, x in shared memory once, one chunk per worker"
-
-
-class PairwiseMultiprocessing(_MultiprocessingMicro):
-    name = "pairwise-multiprocessing"
-    problem = "pairwise"
-    description = "multiprocessing.Pool, x in shared memory once, one row block per worker"
+SummarizeMultiprocessing, PairwiseMultiprocessing = per_problem(_MultiprocessingMicro)

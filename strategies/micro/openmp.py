@@ -8,10 +8,11 @@ code. Unavailable, with the reason, when the kernels were built without OpenMP.
 
 from __future__ import annotations
 
-from strategies.micro.base import CompiledMicroStrategy
+from strategies.micro.base import CompiledMicroStrategy, per_problem
 
 
 class _OpenMPMicro(CompiledMicroStrategy):
+    family = "openmp"
     kind = "openmp"
     parallel = True
     uses_openmp = True
@@ -29,13 +30,4 @@ class _OpenMPMicro(CompiledMicroStrategy):
         return info
 
 
-class SummarizeOpenMP(_OpenMPMicro):
-    name = "summarize-openmp"
-    problem = "summarize"
-    description = "OpenMP prange, one block per thread, reduction(+)"
-
-
-class PairwiseOpenMP(_OpenMPMicro):
-    name = "pairwise-openmp"
-    problem = "pairwise"
-    description = "OpenMP prange over row blocks, reduction(+)"
+SummarizeOpenMP, PairwiseOpenMP = per_problem(_OpenMPMicro)
