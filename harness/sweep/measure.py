@@ -111,6 +111,7 @@ from harness.model.errors import (
     NumericalError,
     StrategyUnavailableError,
 )
+from harness.model.threads import THREAD_ENV_VARS
 from harness.sweep.check_guard import closed_on_failure
 from harness.sweep.faults import ENV_FAULT, ENV_SLOWDOWN, install_fault, slowdown_for
 from harness.sweep.formats import to_json, write_atomic, write_text_atomic
@@ -128,12 +129,7 @@ from harness.sweep.spec import (
 #: Environment variables pyperf's worker processes must inherit (pyperf passes only
 #: a short whitelist by default); every ``GMM_HARNESS_*`` variable set is added.
 INHERITED_ENV = (
-    "OMP_NUM_THREADS",
-    "OPENBLAS_NUM_THREADS",
-    "MKL_NUM_THREADS",
-    "BLIS_NUM_THREADS",
-    "VECLIB_MAXIMUM_THREADS",
-    "NUMEXPR_NUM_THREADS",
+    *THREAD_ENV_VARS,
     "OMP_PROC_BIND",
     "OMP_PLACES",
     ENV_FAULT,
@@ -338,7 +334,6 @@ def run_check(measurement: Measurement) -> tuple[Any, dict[str, Any]]:
         exceeds the budget; ``args`` are the reason, the iteration's seconds and
         whether it overran (then the seconds are the deadline, a lower bound).
     """
-    from harness.model.threads import limit_blas, thread_pools
     from harness.sweep.em import em_iteration
 
     measurement.load()
@@ -349,31 +344,68 @@ def run_check(measurement: Measurement) -> tuple[Any, dict[str, Any]]:
     spec = measurement.spec
     if spec.problem != "gmm":
         return _run_micro_check(measurement)
+    params = measurement.init
+    logliks: list[float] = []
+    fused = False
+
+    def iteration(strategy: Any) -> None:
+        nonlocal params, fused
+        fused = bool(strategy.has_fused_iteration)
+        params, loglik = em_iteration(strategy, params, fused=fused)
+        logliks.append(loglik)
+
+    strategy, observed = _checked_runs(measurement, iteration, "iteration")
+    info = {
+        "final_loglik": float(logliks[-1]),
+        "iterations_checked": len(logliks),
+        "used_fused": fused,
+        **observed,
+    }
+    return strategy, info
+
+
+def _checked_runs(
+    measurement: Measurement, step: Callable[[Any], None], what: str
+) -> tuple[Any, dict[str, Any]]:
+    """Prepare a new strategy and call ``step(strategy)`` ``check_iterations`` times.
+
+    The first call is the budget probe when ``spec.probe`` is set: it runs under the
+    deadline of :func:`max_iteration_seconds` and its time, extrapolated with
+    :func:`configuration_seconds`, must fit the budget (else :class:`OverBudget`).
+    BLAS is held as the driver holds it, peak memory is sampled, and the strategy is
+    closed if anything fails.
+
+    Returns
+    -------
+    strategy : Strategy
+        Still prepared (open); the caller closes it.
+    observations : dict
+        :func:`_check_observations` of the runs.
+    """
+    from harness.model.threads import limit_blas, thread_pools
+
+    spec = measurement.spec
     allowance = max_iteration_seconds(spec) if spec.probe else math.inf
     strategy = measurement.new_strategy()
-    fused = bool(strategy.has_fused_iteration)
     seconds: list[float] = []
-    logliks: list[float] = []
     sampler = _memory_sampler()
-    with closed_on_failure(strategy, OverBudget, "one iteration", allowance, spec.time_budget):
+    with closed_on_failure(strategy, OverBudget, f"one {what}", allowance, spec.time_budget):
         start = time.perf_counter()
         with sampler or contextlib.nullcontext(), limit_blas(strategy.blas_threads()):
             preparing = time.perf_counter()
             strategy.prepare(measurement.dataset.X)
             measurement.check_prepare_seconds = time.perf_counter() - preparing
-            params = measurement.init
-            for iteration in range(spec.check_iterations):
+            for index in range(spec.check_iterations):
                 began = time.perf_counter()
-                with _deadline(allowance if iteration == 0 else None):
-                    params, loglik = em_iteration(strategy, params, fused=fused)
+                with _deadline(allowance if index == 0 else None):
+                    step(strategy)
                 seconds.append(time.perf_counter() - began)
-                logliks.append(loglik)
-                if iteration == 0 and spec.probe:
+                if index == 0 and spec.probe:
                     estimate = configuration_seconds(seconds[0], spec)
                     if estimate > spec.time_budget:
                         raise OverBudget(
                             f"estimated {estimate:.0f} s > time budget "
-                            f"{spec.time_budget:g} s (first iteration at n: "
+                            f"{spec.time_budget:g} s (first {what} at n: "
                             f"{seconds[0] * 1e3:.1f} ms)",
                             seconds[0],
                             False,
@@ -382,16 +414,24 @@ def run_check(measurement: Measurement) -> tuple[Any, dict[str, Any]]:
             # What the driver holds BLAS to while the strategy runs, read back as it applies.
             pools = thread_pools()
         check_seconds = time.perf_counter() - start
+    return strategy, _check_observations(sampler, pools, runtime_info, check_seconds, seconds)
+
+
+def _check_observations(
+    sampler: Any,
+    pools: list[dict[str, Any]],
+    runtime_info: dict[str, Any],
+    check_seconds: float,
+    seconds: list[float],
+) -> dict[str, Any]:
+    """What every check reports besides its answer: threads, memory, times."""
     peak = math.nan
     if sampler is not None:
         peak = float(getattr(sampler, "peak_bytes", math.nan) or math.nan)
     omp = _pool_threads(pools, "openmp")
     if omp is None:  # no OpenMP runtime loaded: what one would get is the environment's
         omp = _int_or_none(os.environ.get("OMP_NUM_THREADS"))
-    info = {
-        "final_loglik": float(logliks[-1]),
-        "iterations_checked": len(logliks),
-        "used_fused": fused,
+    return {
         "runtime_info": _jsonable(runtime_info),
         "blas_threads": _pool_threads(pools, "blas"),
         "omp_threads": omp,
@@ -400,7 +440,6 @@ def run_check(measurement: Measurement) -> tuple[Any, dict[str, Any]]:
         "check_seconds": check_seconds,
         "iteration_seconds": sorted(seconds)[len(seconds) // 2],
     }
-    return strategy, info
 
 
 #: Registry names whose code path is named after them when they do not report one.
@@ -439,58 +478,25 @@ def _run_micro_check(measurement: Measurement) -> tuple[Any, dict[str, Any]]:
     :mod:`harness.model.problems` for the tolerances).
     """
     from harness.model.problems import get_problem
-    from harness.model.threads import limit_blas, thread_pools
 
     spec = measurement.spec
     problem = get_problem(spec.problem)
-    x = measurement.dataset.X
-    allowance = max_iteration_seconds(spec) if spec.probe else math.inf
-    strategy = measurement.new_strategy()
-    seconds: list[float] = []
-    sampler = _memory_sampler()
-    with closed_on_failure(strategy, OverBudget, "one run", allowance, spec.time_budget):
-        start = time.perf_counter()
-        with sampler or contextlib.nullcontext(), limit_blas(strategy.blas_threads()):
-            preparing = time.perf_counter()
-            strategy.prepare(x)
-            measurement.check_prepare_seconds = time.perf_counter() - preparing
-            for iteration in range(spec.check_iterations):
-                began = time.perf_counter()
-                with _deadline(allowance if iteration == 0 else None):
-                    answer = strategy.run()
-                seconds.append(time.perf_counter() - began)
-                if iteration == 0 and spec.probe:
-                    estimate = configuration_seconds(seconds[0], spec)
-                    if estimate > spec.time_budget:
-                        raise OverBudget(
-                            f"estimated {estimate:.0f} s > time budget {spec.time_budget:g} s "
-                            f"(first run at n: {seconds[0] * 1e3:.1f} ms)",
-                            seconds[0],
-                            False,
-                        )
-                wrong = problem.verify(x, answer)
-                if wrong is not None:
-                    raise NumericalError(f"wrong answer from {spec.strategy}: {wrong}")
-            runtime_info = dict(strategy.runtime_info())
-            pools = thread_pools()
-        check_seconds = time.perf_counter() - start
-    peak = math.nan
-    if sampler is not None:
-        peak = float(getattr(sampler, "peak_bytes", math.nan) or math.nan)
-    omp = _pool_threads(pools, "openmp")
-    if omp is None:
-        omp = _int_or_none(os.environ.get("OMP_NUM_THREADS"))
+    runs = 0
+
+    def run(strategy: Any) -> None:
+        nonlocal runs
+        answer = strategy.run()
+        runs += 1
+        wrong = problem.verify(measurement.dataset.X, answer)
+        if wrong is not None:
+            raise NumericalError(f"wrong answer from {spec.strategy}: {wrong}")
+
+    strategy, observed = _checked_runs(measurement, run, "run")
     return strategy, {
         "final_loglik": math.nan,
-        "iterations_checked": len(seconds),
+        "iterations_checked": runs,
         "used_fused": False,
-        "runtime_info": _jsonable(runtime_info),
-        "blas_threads": _pool_threads(pools, "blas"),
-        "omp_threads": omp,
-        "thread_pools": _jsonable(pools),
-        "peak_pss_bytes": peak,
-        "check_seconds": check_seconds,
-        "iteration_seconds": sorted(seconds)[len(seconds) // 2],
+        **observed,
     }
 
 

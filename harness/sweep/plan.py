@@ -103,41 +103,16 @@ _QUICK_SIZES = {"schreiber": (100_000,), "quinn": (5_000,), "highdim": (5_000,)}
 # (CI, <= 3 minutes) keeps one process of 3 values per configuration and a second
 # only in place of a disturbed one: the CI workflow replicates whole quick runs, so
 # its processes come from the replicates.
-MODES: dict[str, Mode] = {
-    "quick": Mode(
-        "quick",
-        warmups=0,
-        values=3,
-        processes=0,
-        min_time=0.02,
-        time_budget=10.0,
-        sizes=_QUICK_SIZES,
-        rounds=(1, 2),
-        sweep_budget=150.0,
-    ),
-    "default": Mode(
-        "default",
-        warmups=0,
-        values=2,
-        processes=0,
-        min_time=0.05,
-        time_budget=45.0,
-        sizes=_DEFAULT_SIZES,
-        rounds=(3, 6),
-        sweep_budget=600.0,
-    ),
-    "rigorous": Mode(
-        "rigorous",
-        warmups=1,
-        values=5,
-        processes=3,
-        min_time=0.1,
-        time_budget=600.0,
-        sizes=_DEFAULT_SIZES,
-        rounds=(3, 8),
-        sweep_budget=3600.0,
-    ),
-}
+# One row per protocol, fields in the order of :class:`Mode`.
+# fmt: off
+_MODE_ROWS = (
+    # name       warmups values processes min_time time_budget sizes    rounds  sweep_budget
+    ("quick",    0,      3,     0,        0.02,    10.0,   _QUICK_SIZES,   (1, 2), 150.0),
+    ("default",  0,      2,     0,        0.05,    45.0,   _DEFAULT_SIZES, (3, 6), 600.0),
+    ("rigorous", 1,      5,     3,        0.10,    600.0,  _DEFAULT_SIZES, (3, 8), 3600.0),
+)
+# fmt: on
+MODES: dict[str, Mode] = {row[0]: Mode(*row) for row in _MODE_ROWS}
 
 
 @dataclass(frozen=True)

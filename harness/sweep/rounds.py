@@ -47,7 +47,7 @@ Why these thresholds (for the project's 2-core machines):
 * ``CI_TARGET = 0.03``: a 10% difference between two configurations is then resolved
   when both are settled.
 * ``UNSTABLE_LIMIT = 0.10``: an interval wider than the process-to-process variation
-  the issue of a noisy machine is about cannot carry a verdict of that size.
+  between quiet processes cannot carry a verdict of that size.
 
 Pure functions on plain numbers: no processes, files or timing here.
 """
