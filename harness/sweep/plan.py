@@ -185,19 +185,23 @@ def _parse_workers(text: str) -> int:
     return types.as_parameter_error(types.workers, text, "--workers")
 
 
+def _per_mode(field: str) -> str:
+    """``"<value> quick, <value> default, ..."`` of one protocol field, for --help."""
+
+    def shown(value: object) -> str:
+        if isinstance(value, tuple):
+            return ",".join(map(str, value))
+        return f"{value:g}" if isinstance(value, float) else str(value)
+
+    return ", ".join(f"{shown(getattr(mode, field))} {name}" for name, mode in MODES.items())
+
+
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Options of ``python -m harness run`` (defaults depend on the protocol)."""
     parser.description = (
         f"{parser.description}. Each configuration (workload, n, strategy, workers) runs "
-        "in a fresh process with its thread counts set before NumPy loads; see "
-        "harness/sweep/runner.py for the decisions (serial strategies, budget, resume)."
-    )
-    parser.add_argument(
-        "--problems",
-        default=None,
-        metavar="P1,P2,...",
-        help="problems to sweep: gmm, summarize, pairwise (default: gmm); each brings its "
-        "workloads and its strategies",
+        "in fresh processes with their thread counts set before NumPy loads; see "
+        "harness/sweep/README.md for the decisions (serial strategies, budget, resume)."
     )
     parser.add_argument(
         "--workloads",
@@ -206,36 +210,40 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="workloads to run (space or comma separated; default: all)",
     )
-    parser.add_argument(
-        "--sizes",
-        default=None,
-        metavar="N1,N2,...",
-        help="values of n, for every workload (accepts 1e5, 100_000; "
-        "default: per workload, see MODES in harness/sweep/plan.py)",
-    )
-    parser.add_argument(
-        "--workers", default=None, metavar="W1,W2,...", help="worker counts (default: 1,2)"
-    )
-    parser.add_argument(
-        "--strategies",
-        default=None,
-        metavar="A,B,...",
-        help="strategies (default: every registered one; unavailable ones are recorded as skipped)",
-    )
-    parser.add_argument(
-        "--iterations",
-        type=types.positive_int,
-        default=None,
-        metavar="N",
-        help="timed values per phase and process (each value of the "
-        "iteration phase is one EM iteration; default 3 quick, 2 default, "
-        "5 rigorous)",
-    )
+    # Options whose default depends on the protocol or on a resumed run's meta.json.
+    options = (
+        ("--problems", None, "P1,P2,...", "problems to sweep: gmm, summarize, pairwise "
+         "(default: gmm); each brings its workloads and its strategies"),
+        ("--sizes", None, "N1,N2,...", "values of n, for every workload (accepts 1e5, "
+         "100_000; default: per workload, see MODES in harness/sweep/plan.py)"),
+        ("--workers", None, "W1,W2,...", "worker counts (default: 1,2)"),
+        ("--strategies", None, "A,B,...", "strategies (default: every registered one; "
+         "unavailable ones are recorded as skipped)"),
+        ("--iterations", types.positive_int, "N", "timed values per phase and process "
+         f"(each value of the iteration phase is one EM iteration; default {_per_mode('values')})"),
+        ("--out", types.output_folder, "DIR", "results folder (default: results/<timestamp>)"),
+        ("--rounds", None, "MIN[,MAX]", "fresh processes per configuration: at least MIN "
+         "undisturbed ones, and up to MAX attempts while the CI of the median is wider than "
+         f"+-3%% or a process was disturbed (default {_per_mode('rounds')}; MAX defaults to "
+         "2 x MIN)"),
+        ("--sweep-budget", types.seconds_or_inf, "SECONDS", "no extra round (beyond MIN) "
+         f"starts once the sweep has run this long (default {_per_mode('sweep_budget')}; "
+         "'inf' for none)"),
+        ("--time-budget", types.seconds_or_inf, "SECONDS", "skip a configuration whose "
+         f"estimated timed work exceeds this (default {_per_mode('time_budget')}; 'inf' "
+         "for none)"),
+        ("--scheduler", None, "ADDRESS", "dask strategy: use the scheduler at "
+         "tcp://HOST:PORT instead of a LocalCluster (sets GMM_HARNESS_DASK_SCHEDULER for "
+         "the measurement processes)"),
+    )  # fmt: skip
+    for flag, kind, metavar, text in options:
+        parser.add_argument(flag, type=kind, default=None, metavar=metavar, help=text)
     protocol = parser.add_mutually_exclusive_group()
     protocol.add_argument(
         "--quick",
         action="store_true",
-        help="CI protocol: one size per workload, short values (<= 3 min)",
+        help="CI protocol: one or two sizes per workload, one process of short values per "
+        "configuration (a second replaces a disturbed one)",
     )
     protocol.add_argument(
         "--rigorous",
@@ -243,49 +251,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="pyperf worker processes per phase, more values (slow)",
     )
     parser.add_argument(
-        "--out",
-        type=types.output_folder,
-        default=None,
-        metavar="DIR",
-        help="results folder (default: results/<timestamp>)",
-    )
-    parser.add_argument(
         "--resume",
         action="store_true",
         help="continue the run in --out (default: the latest under "
         "results/): configurations already ok are kept, the rest run",
-    )
-    parser.add_argument(
-        "--rounds",
-        default=None,
-        metavar="MIN[,MAX]",
-        help="fresh processes per configuration: at least MIN undisturbed ones, and up "
-        "to MAX attempts while the CI of the median is wider than +-3%% or a process "
-        "was disturbed (default 1,2 quick, 3,6 default, 3,8 rigorous; MAX defaults "
-        "to 2 x MIN)",
-    )
-    parser.add_argument(
-        "--sweep-budget",
-        type=types.seconds_or_inf,
-        default=None,
-        metavar="SECONDS",
-        help="no extra round (beyond MIN) starts once the sweep has run this long "
-        "(default 150 quick, 600 default, 3600 rigorous; 'inf' for none)",
-    )
-    parser.add_argument(
-        "--time-budget",
-        type=types.seconds_or_inf,
-        default=None,
-        metavar="SECONDS",
-        help="skip a configuration whose estimated timed work exceeds this "
-        "(default 10 quick, 45 default, 600 rigorous; 'inf' for none)",
-    )
-    parser.add_argument(
-        "--scheduler",
-        metavar="ADDRESS",
-        default=None,
-        help="dask strategy: use the scheduler at tcp://HOST:PORT instead of a LocalCluster "
-        "(sets GMM_HARNESS_DASK_SCHEDULER for the measurement processes)",
     )
 
 
