@@ -15,9 +15,9 @@ from harness.gate.compare import (
     IncompatibleRunsError,
     compare_runs,
     format_markdown,
-    min_p_value,
     parse_threshold,
 )
+from harness.gate.verdicts import min_p_value
 from harness.model.errors import DataFileError, InvalidParameterError
 from harness.sweep.results import SCHEMA_VERSION, TABLE_FILE, config_id
 from tests.conftest import blank_row, write_run_folder

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from harness.cli import _COMMAND_MODULES, build_parser
-from harness.gate.compare import min_p_value
+from harness.gate.verdicts import min_p_value
 
 pytestmark = pytest.mark.timeout(60)
 
