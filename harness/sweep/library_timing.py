@@ -48,7 +48,14 @@ from typing import Any
 
 from harness.model.errors import HarnessError, InvalidParameterError
 from harness.model.gmm import REG_COVAR, GMMParams
-from harness.sweep.check_guard import closed_on_failure
+from harness.sweep.check import (
+    OverBudget,
+    closed_on_failure,
+    deadline,
+    jsonable,
+    memory_sampler,
+    pool_threads,
+)
 
 #: Iterations of the short fit of each pair (one: the least work besides the fixed cost).
 SHORT_ITERATIONS = 1
@@ -273,20 +280,17 @@ def library_configuration_seconds(
     )
 
 
-def run_library_check(measurement: Any, measure: Any) -> tuple[Any, dict[str, Any]]:
+def run_library_check(measurement: Any) -> tuple[Any, dict[str, Any]]:
     """The measurement process's check for a library strategy (see the module docstring).
 
-    Same contract as :func:`harness.sweep.measure.run_check`: returns the prepared
-    strategy and the check's facts; raises ``measure.OverBudget`` on the budget probe
-    and :class:`LibraryDisagreementError` when the fit disagrees with the reference.
+    Same contract as :func:`harness.sweep.check.run_check`: returns the prepared
+    strategy and the check's facts; raises :class:`~harness.sweep.check.OverBudget` on
+    the budget probe and :class:`LibraryDisagreementError` when the fit disagrees with
+    the reference.
 
     Parameters
     ----------
     measurement : harness.sweep.measure.Measurement
-    measure : module
-        The running measurement module, passed in rather than imported: the
-        measurement process runs it as ``__main__``, and an ``OverBudget`` raised from
-        a second import of it would be another class that its handler does not catch.
     """
     from harness.model.threads import limit_blas, thread_pools
     from harness.sweep.spec import calls_per_phase, max_iteration_seconds
@@ -295,18 +299,16 @@ def run_library_check(measurement: Any, measure: Any) -> tuple[Any, dict[str, An
     init = measurement.init
     n_check = max(int(spec.check_iterations), SHORT_ITERATIONS + 1)
     strategy = measurement.new_strategy()
-    sampler = measure._memory_sampler()
+    sampler = memory_sampler()
     allowance = max_iteration_seconds(spec) if spec.probe else math.inf
-    guard = closed_on_failure(
-        strategy, measure.OverBudget, "a fit of one iteration", allowance, spec.time_budget
-    )
+    guard = closed_on_failure(strategy, "a fit of one iteration", allowance, spec.time_budget)
     with guard:
         start = time.perf_counter()
         with sampler or contextlib.nullcontext(), limit_blas(strategy.blas_threads()):
             strategy.prepare(measurement.dataset.X)
             began = time.perf_counter()
             # The budget probe: a fit of one iteration costs at least one iteration.
-            with measure._deadline(allowance):
+            with deadline(allowance):
                 strategy.fit(init, SHORT_ITERATIONS)
             short_seconds = time.perf_counter() - began
             began = time.perf_counter()
@@ -319,7 +321,7 @@ def run_library_check(measurement: Any, measure: Any) -> tuple[Any, dict[str, An
                     per_iteration, max(pair.fixed, 0.0), spec, calls_per_phase(spec)
                 )
                 if estimate > spec.time_budget:
-                    raise measure.OverBudget(
+                    raise OverBudget(
                         f"estimated {estimate:.0f} s > time budget {spec.time_budget:g} s "
                         f"(differenced iteration at n: {per_iteration * 1e3:.1f} ms, "
                         f"fixed cost {pair.fixed * 1e3:.1f} ms)",
@@ -345,16 +347,16 @@ def run_library_check(measurement: Any, measure: Any) -> tuple[Any, dict[str, An
         agreement_tolerance=agreement.tolerance,
         reference_reg_covar=agreement.reference_reg_covar,
     )
-    omp = measure._pool_threads(pools, "openmp")
+    omp = pool_threads(pools, "openmp")
     info = {
         "final_loglik": float(result.mean_loglik),
         "iterations_checked": int(result.iterations),
         "used_fused": False,
         "whole_fit": True,
-        "runtime_info": measure._jsonable(runtime_info),
-        "blas_threads": measure._pool_threads(pools, "blas"),
+        "runtime_info": jsonable(runtime_info),
+        "blas_threads": pool_threads(pools, "blas"),
         "omp_threads": omp,
-        "thread_pools": measure._jsonable(pools),
+        "thread_pools": jsonable(pools),
         "peak_pss_bytes": peak,
         "check_seconds": check_seconds,
         "iteration_seconds": per_iteration,

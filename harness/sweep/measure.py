@@ -13,15 +13,16 @@ and BLAS thread variables already set to the worker count
    workload and its common start (:func:`~harness.sweep.spec.save_inputs` wrote them
    once per size; they are generated here when the spec names no files), and reads
    back the thread pools the environment gave it (threadpoolctl);
-2. runs the *check*: ``prepare`` plus :data:`~harness.sweep.spec.CHECK_ITERATIONS`
-   EM iterations from the common start (:func:`harness.model.gmm.initial_params`)
-   with the driver's :func:`harness.sweep.em.em_iteration`, recording the final mean
-   log-likelihood (for the cross-strategy correctness check), whether the fused path
-   ran, the strategy's :meth:`~strategies.base.Strategy.runtime_info`, the
-   BLAS/OpenMP thread counts seen while it ran and the peak PSS of the process and
-   its workers (``harness.sweep.memory.PeakMemorySampler`` when available; sampled
-   here rather than during the timings, whose sampling thread would disturb). The
-   check also warms everything the timings then use;
+2. runs the *check* (:func:`harness.sweep.check.run_check`): ``prepare`` plus
+   :data:`~harness.sweep.spec.CHECK_ITERATIONS` EM iterations from the common start
+   (:func:`harness.model.gmm.initial_params`) with the driver's
+   :func:`harness.sweep.em.em_iteration`, recording the final mean log-likelihood
+   (for the cross-strategy correctness check), whether the fused path ran, the
+   strategy's :meth:`~strategies.base.Strategy.runtime_info`, the BLAS/OpenMP thread
+   counts seen while it ran and the peak PSS of the process and its workers
+   (``harness.sweep.memory.PeakMemorySampler`` when available; sampled here rather
+   than during the timings, whose sampling thread would disturb). The check also
+   warms everything the timings then use;
 3. when ``spec.probe`` is set (the runner has no smaller size of this strategy to
    extrapolate from), the check's first iteration is the budget probe: it runs under
    a deadline (:func:`~harness.sweep.spec.max_iteration_seconds`) and the
@@ -93,26 +94,22 @@ run (:mod:`harness.sweep.plan`) or how results are stored (:mod:`harness.sweep.r
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
 import math
 import os
-import signal
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from harness.model.errors import (
     HarnessError,
     InvalidParameterError,
-    NumericalError,
     StrategyUnavailableError,
 )
 from harness.model.threads import THREAD_ENV_VARS
-from harness.sweep.check_guard import closed_on_failure
+from harness.sweep.check import OverBudget, code_path, pool_threads, run_check
 from harness.sweep.faults import ENV_FAULT, ENV_SLOWDOWN, install_fault, slowdown_for
 from harness.sweep.formats import to_json, write_atomic, write_text_atomic
 from harness.sweep.interference import HOOK, HOOK_NAME, InterferenceHook
@@ -120,9 +117,7 @@ from harness.sweep.processes import terminate_as_interrupt
 from harness.sweep.spec import (
     MeasureSpec,
     benchmark_name,
-    configuration_seconds,
     load_inputs,
-    max_iteration_seconds,
     phases_of,
 )
 
@@ -270,258 +265,6 @@ class Measurement:
         return run
 
 
-# ---- check (with the budget probe) ---------------------------------------------------
-
-
-class OverBudget(Exception):
-    """The first check iteration outlasted what the time budget allows one iteration."""
-
-
-@contextlib.contextmanager
-def _deadline(seconds: float | None) -> Iterator[None]:
-    """Raise :class:`OverBudget` in this (main) thread if the block outlasts ``seconds``.
-
-    Pure-Python loops are interrupted on time; a long C call is interrupted when it
-    returns (the runner's time limit covers anything that never returns).
-    """
-    if seconds is None or not math.isfinite(seconds):
-        yield
-        return
-
-    def expire(signum: int, frame: object) -> None:
-        raise OverBudget
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, max(seconds, 1e-3))
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
-def _pool_threads(pools: list[dict[str, Any]], user_api: str) -> int | None:
-    counts = [
-        int(pool["num_threads"])
-        for pool in pools
-        if pool.get("user_api") == user_api and pool.get("num_threads") is not None
-    ]
-    return max(counts) if counts else None
-
-
-def run_check(measurement: Measurement) -> tuple[Any, dict[str, Any]]:
-    """Prepare and run ``check_iterations`` EM iterations from the common start.
-
-    The iterations are :func:`harness.sweep.em.em_iteration`, the driver's own, with BLAS
-    held to :meth:`~strategies.base.Strategy.blas_threads` as :func:`harness.sweep.em.fit`
-    holds it. With ``spec.probe``, the first iteration is also the budget probe: it
-    runs under a deadline of :func:`max_iteration_seconds` and its time is
-    extrapolated with :func:`configuration_seconds`.
-
-    Returns
-    -------
-    strategy : Strategy
-        Still prepared (open); the caller closes it.
-    info : dict
-        ``final_loglik``, ``iterations_checked``, ``used_fused``, ``runtime_info``,
-        ``blas_threads``, ``omp_threads``, ``thread_pools``, ``peak_pss_bytes``,
-        ``check_seconds``, ``iteration_seconds`` (median of the check iterations).
-
-    Raises
-    ------
-    OverBudget
-        With ``spec.probe``, when the first iteration overruns or its estimate
-        exceeds the budget; ``args`` are the reason, the iteration's seconds and
-        whether it overran (then the seconds are the deadline, a lower bound).
-    """
-    from harness.sweep.em import em_iteration
-
-    measurement.load()
-    if measurement.info.cls.whole_fit:
-        from harness.sweep.library_timing import run_library_check
-
-        return run_library_check(measurement, sys.modules[__name__])
-    spec = measurement.spec
-    if spec.problem != "gmm":
-        return _run_micro_check(measurement)
-    params = measurement.init
-    logliks: list[float] = []
-    fused = False
-
-    def iteration(strategy: Any) -> None:
-        nonlocal params, fused
-        fused = bool(strategy.has_fused_iteration)
-        params, loglik = em_iteration(strategy, params, fused=fused)
-        logliks.append(loglik)
-
-    strategy, observed = _checked_runs(measurement, iteration, "iteration")
-    info = {
-        "final_loglik": float(logliks[-1]),
-        "iterations_checked": len(logliks),
-        "used_fused": fused,
-        **observed,
-    }
-    return strategy, info
-
-
-def _checked_runs(
-    measurement: Measurement, step: Callable[[Any], None], what: str
-) -> tuple[Any, dict[str, Any]]:
-    """Prepare a new strategy and call ``step(strategy)`` ``check_iterations`` times.
-
-    The first call is the budget probe when ``spec.probe`` is set: it runs under the
-    deadline of :func:`max_iteration_seconds` and its time, extrapolated with
-    :func:`configuration_seconds`, must fit the budget (else :class:`OverBudget`).
-    BLAS is held as the driver holds it, peak memory is sampled, and the strategy is
-    closed if anything fails.
-
-    Returns
-    -------
-    strategy : Strategy
-        Still prepared (open); the caller closes it.
-    observations : dict
-        :func:`_check_observations` of the runs.
-    """
-    from harness.model.threads import limit_blas, thread_pools
-
-    spec = measurement.spec
-    allowance = max_iteration_seconds(spec) if spec.probe else math.inf
-    strategy = measurement.new_strategy()
-    seconds: list[float] = []
-    sampler = _memory_sampler()
-    with closed_on_failure(strategy, OverBudget, f"one {what}", allowance, spec.time_budget):
-        start = time.perf_counter()
-        with sampler or contextlib.nullcontext(), limit_blas(strategy.blas_threads()):
-            preparing = time.perf_counter()
-            strategy.prepare(measurement.dataset.X)
-            measurement.check_prepare_seconds = time.perf_counter() - preparing
-            for index in range(spec.check_iterations):
-                began = time.perf_counter()
-                with _deadline(allowance if index == 0 else None):
-                    step(strategy)
-                seconds.append(time.perf_counter() - began)
-                if index == 0 and spec.probe:
-                    estimate = configuration_seconds(seconds[0], spec)
-                    if estimate > spec.time_budget:
-                        raise OverBudget(
-                            f"estimated {estimate:.0f} s > time budget "
-                            f"{spec.time_budget:g} s (first {what} at n: "
-                            f"{seconds[0] * 1e3:.1f} ms)",
-                            seconds[0],
-                            False,
-                        )
-            runtime_info = dict(strategy.runtime_info())
-            # What the driver holds BLAS to while the strategy runs, read back as it applies.
-            pools = thread_pools()
-        check_seconds = time.perf_counter() - start
-    return strategy, _check_observations(sampler, pools, runtime_info, check_seconds, seconds)
-
-
-def _check_observations(
-    sampler: Any,
-    pools: list[dict[str, Any]],
-    runtime_info: dict[str, Any],
-    check_seconds: float,
-    seconds: list[float],
-) -> dict[str, Any]:
-    """What every check reports besides its answer: threads, memory, times."""
-    peak = math.nan
-    if sampler is not None:
-        peak = float(getattr(sampler, "peak_bytes", math.nan) or math.nan)
-    omp = _pool_threads(pools, "openmp")
-    if omp is None:  # no OpenMP runtime loaded: what one would get is the environment's
-        omp = _int_or_none(os.environ.get("OMP_NUM_THREADS"))
-    return {
-        "runtime_info": _jsonable(runtime_info),
-        "blas_threads": _pool_threads(pools, "blas"),
-        "omp_threads": omp,
-        "thread_pools": _jsonable(pools),
-        "peak_pss_bytes": peak,
-        "check_seconds": check_seconds,
-        "iteration_seconds": sorted(seconds)[len(seconds) // 2],
-    }
-
-
-#: Registry names whose code path is named after them when they do not report one.
-_NAMED_PATHS = {"python": "python", "scipy": "scipy", "sklearn": "sklearn"}
-
-
-def code_path(cls: Any, runtime_info: dict[str, Any]) -> dict[str, Any]:
-    """``kernel`` (the code path that ran) and ``inline`` (no pool) of a checked strategy.
-
-    ``runtime_info()["kernel"]`` when the strategy reports it (the process strategies
-    say whether their workers ran the compiled kernels or NumPy); else ``cython`` for a
-    strategy that needs the compiled kernels, the library's name for the pure-Python,
-    SciPy and scikit-learn strategies, ``numpy`` for the rest. ``inline`` is
-    ``runtime_info()["inline"]``, or True when a joblib strategy ran joblib's
-    sequential backend (its rule for one worker: no pool at all).
-    """
-    kernel = runtime_info.get("kernel")
-    if not kernel:
-        name = str(getattr(cls, "name", ""))
-        if getattr(cls, "needs_compiled", False):
-            kernel = "cython"
-        else:
-            kernel = _NAMED_PATHS.get(name, "numpy")
-    inline = runtime_info.get("inline")
-    if inline is None:
-        inline = str(runtime_info.get("backend", "")).lower() == "sequential"
-    return {"kernel": str(kernel), "inline": bool(inline)}
-
-
-def _run_micro_check(measurement: Measurement) -> tuple[Any, dict[str, Any]]:
-    """The micro-problems' check: prepare, ``check_iterations`` runs, each answer verified.
-
-    The first run is the budget probe when ``spec.probe`` is set (as the first EM
-    iteration is in :func:`run_check`). A wrong answer raises: the configuration is
-    recorded as failed with the problem's own message (see
-    :mod:`harness.model.problems` for the tolerances).
-    """
-    from harness.model.problems import get_problem
-
-    spec = measurement.spec
-    problem = get_problem(spec.problem)
-    runs = 0
-
-    def run(strategy: Any) -> None:
-        nonlocal runs
-        answer = strategy.run()
-        runs += 1
-        wrong = problem.verify(measurement.dataset.X, answer)
-        if wrong is not None:
-            raise NumericalError(f"wrong answer from {spec.strategy}: {wrong}")
-
-    strategy, observed = _checked_runs(measurement, run, "run")
-    return strategy, {
-        "final_loglik": math.nan,
-        "iterations_checked": runs,
-        "used_fused": False,
-        **observed,
-    }
-
-
-def _memory_sampler() -> Any:
-    """``harness.sweep.memory.PeakMemorySampler()`` when it exists and works here, else None."""
-    try:
-        from harness.sweep.memory import PeakMemorySampler
-
-        return PeakMemorySampler()
-    except (ImportError, HarnessError):
-        return None
-
-
-def _int_or_none(text: str | None) -> int | None:
-    try:
-        return int(text) if text is not None else None
-    except ValueError:
-        return None
-
-
-def _jsonable(value: Any) -> Any:
-    """Round-trip through JSON (NumPy scalars and other objects become plain values)."""
-    return json.loads(to_json(value))
-
-
 # ---- pyperf --------------------------------------------------------------------------
 
 
@@ -631,7 +374,7 @@ def _configuration_process(runner: Any, spec: MeasureSpec, args: argparse.Namesp
             parallel=bool(measurement.info.cls.parallel),
         )
         # The environment's thread counts as the libraries picked them up at import.
-        result["env_blas_threads"] = _pool_threads(threadpool_info(), "blas")
+        result["env_blas_threads"] = pool_threads(threadpool_info(), "blas")
         try:
             strategy, check = run_check(measurement)
         except OverBudget as exc:
