@@ -10,7 +10,8 @@ Phases (see :data:`PHASES`):
 
 * ``pool-start``: workers are being started (the executor and its warm-up tasks);
 * ``data-placement``: the data's shared segment exists and is being filled;
-* ``e-step``: the third iteration's tasks are submitted and running in the workers;
+* ``e-step``: an E-step's tasks are submitted and running in the workers (run the fit
+  with ``--no-fused`` for a separate E-step);
 * ``merge``: the parent merges the workers' per-chunk sums of an iteration;
 * ``close``: ``close`` is stopping the workers and unlinking the segments.
 """
@@ -26,8 +27,8 @@ MARKER = "@phase "
 #: How long the wrapped call lingers after saying so (data placement and merge only,
 #: which are otherwise over before a signal can arrive), in seconds.
 LINGER = 5.0
-#: Pool calls before the one whose tasks ``e-step`` interrupts: the warm-up, then two
-#: whole iterations.
+#: Pool calls before the one whose tasks ``e-step`` interrupts: the warm-up, then the
+#: first iteration's E-step and M-step (``--no-fused``), so the second E-step.
 CALLS_BEFORE_STEP = 3
 PHASES = ("pool-start", "data-placement", "e-step", "merge", "close")
 

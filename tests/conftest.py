@@ -116,7 +116,7 @@ def _dask_strategy_on_shared_cluster(request, monkeypatch):
 
 #: Fixtures that cost seconds to build: every test that uses one goes to the same
 #: xdist worker (``--dist loadgroup``), so that it is built once, not once per worker.
-SHARED_FIXTURES = ("tiny_run", "micro_run", "complete_run", "dask_cluster_address", "workflow")
+SHARED_FIXTURES = ("tiny_run", "micro_run", "complete_run", "dask_cluster_address")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -522,9 +522,10 @@ CTRL_C_FIT = (
     "fit", "--strategy", "multiprocessing", "--workers", "2",
     "--workload", "highdim", "--n", "20000",
 )  # fmt: skip
-#: Iterations per phase: enough that the fit is still running when the signal comes,
-#: except for ``close``, which the fit must reach first.
-CTRL_C_ITERATIONS = {"close": "3"}
+#: Options per phase: enough iterations that the fit is still running when the signal
+#: comes, except for ``close``, which the fit must reach first; separate E- and M-steps
+#: for ``e-step`` (the merge is then the fused pass's).
+CTRL_C_OPTIONS = {"close": ("--iterations", "3"), "e-step": ("--iterations", "300", "--no-fused")}
 
 
 def _shm_mapped_by(pids: list[int]) -> set[str]:
@@ -555,9 +556,9 @@ def test_ctrl_c_in_each_phase_of_a_fit_exits_and_leaves_nothing(phase: str) -> N
     is in ``phase`` (:mod:`tests._ctrl_c_fit`): the fit exits within the bound, and no
     process of its group nor any /dev/shm entry it had mapped is left."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    iterations = CTRL_C_ITERATIONS.get(phase, "300")
+    options = CTRL_C_OPTIONS.get(phase, ("--iterations", "300"))
     child = subprocess.Popen(
-        [sys.executable, "-m", "tests._ctrl_c_fit", phase, *CTRL_C_FIT, "--iterations", iterations],
+        [sys.executable, "-m", "tests._ctrl_c_fit", phase, *CTRL_C_FIT, *options],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
