@@ -119,6 +119,7 @@ def _dask_strategy_on_shared_cluster(request, monkeypatch):
 SHARED_FIXTURES = ("tiny_run", "micro_run", "complete_run", "dask_cluster_address")
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups from the marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         names = [name for name in SHARED_FIXTURES if name in item.fixturenames]

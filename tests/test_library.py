@@ -271,6 +271,9 @@ def test_library_in_a_tiny_sweep(tmp_path: Path) -> None:
         "1",
         "--strategies",
         "einsum,sklearn-fit",
+        # One process per configuration: what is checked here is the first process's.
+        "--rounds",
+        "1,1",
         "--out",
         str(out),
         timeout=240,

@@ -45,6 +45,10 @@ def micro_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "1,2",
         "--strategies",
         strategies,
+        # One process per configuration, however busy the machine: nothing here looks
+        # at the replication (tested in test_runner.py and test_interference.py).
+        "--rounds",
+        "1,1",
         "--out",
         str(out),
     )
