@@ -30,7 +30,9 @@ def _harness(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.fixture(scope="module")
+# Session scope: under xdist a worker may run other modules' tests between this
+# module's, which would tear a module-scoped sweep down and run it again.
+@pytest.fixture(scope="session")
 def micro_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("micro") / "run"
     strategies = "summarize-cython,summarize-openmp,pairwise-python,pairwise-joblib-threads"
