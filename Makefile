@@ -30,7 +30,9 @@ $(STAMP): $(VENV)/bin/python pyproject.toml $(KERNEL_SOURCES)
 	@touch $(STAMP)
 
 # The complete suite (what CI runs); test-fast leaves out the tests marked slow
-# (whole sweeps in subprocesses, a rebuild of the kernels) while you iterate.
+# (whole sweeps in subprocesses, a rebuild of the kernels) while you iterate. Both run
+# on two pytest-xdist workers (addopts in pyproject.toml); `$(PY) -m pytest -n 0 ...`
+# runs tests in one process, for a debugger.
 test: install
 	$(PY) -m pytest
 

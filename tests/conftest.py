@@ -1,9 +1,18 @@
 """Shared fixtures: small deterministic data sets, the registry parametrisation, and
-results folders written the way the runner writes them (:func:`write_run_folder`)."""
+results folders written the way the runner writes them (:func:`write_run_folder`).
+
+Also how the suite shares out between pytest-xdist workers (``-n`` in pyproject.toml):
+tests that read one expensive module or session fixture (a sweep, a cluster) are kept
+on one worker, which builds it once, and tests marked ``exclusive`` run while no other
+test runs (:func:`_exclusive_or_shared`).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +110,49 @@ def _dask_strategy_on_shared_cluster(request, monkeypatch):
         monkeypatch.setenv(
             "GMM_HARNESS_DASK_SCHEDULER", request.getfixturevalue("dask_cluster_address")
         )
+
+
+# ---- sharing out between xdist workers ---------------------------------------------------
+
+#: Fixtures that cost seconds to build: every test that uses one goes to the same
+#: xdist worker (``--dist loadgroup``), so that it is built once, not once per worker.
+SHARED_FIXTURES = ("tiny_run", "micro_run", "complete_run", "dask_cluster_address")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups from the marks
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        names = [name for name in SHARED_FIXTURES if name in item.fixturenames]
+        callspec = getattr(item, "callspec", None)
+        spec = callspec.params.get("strategy_spec") if callspec is not None else None
+        if isinstance(spec, tuple) and spec and spec[0] == "dask":
+            names.append("dask_cluster_address")  # through _dask_strategy_on_shared_cluster
+        if names:
+            item.add_marker(pytest.mark.xdist_group(names[0]))
+
+
+@pytest.fixture(autouse=True)
+def _exclusive_or_shared(request: pytest.FixtureRequest, tmp_path_factory) -> None:
+    """A test marked ``exclusive`` holds a lock that every other test holds shared.
+
+    The lock file is common to the xdist workers of one run (their base temporary
+    folder's parent), so an exclusive test (one that loads every CPU on purpose, say)
+    waits for the test running beside it and keeps the next one waiting until it ends.
+    Without xdist there is one test at a time anyway.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker is None:
+        yield
+        return
+    lock_path = tmp_path_factory.getbasetemp().parent / "exclusive.lock"
+    exclusive = request.node.get_closest_marker("exclusive") is not None
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 # ---- results folders ------------------------------------------------------------------

@@ -54,7 +54,9 @@ def sweep_args(out: Path, *extra: str) -> list[str]:
     ]
 
 
-@pytest.fixture(scope="module")
+# Session scope: under xdist a worker may run other modules' tests between this
+# module's, which would tear a module-scoped sweep down and run it again.
+@pytest.fixture(scope="session")
 def complete_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("hostile-runs") / "complete"
     assert cli.main(sweep_args(out)) == 0

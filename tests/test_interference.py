@@ -252,6 +252,7 @@ def burners() -> list[subprocess.Popen]:
             )
 
 
+@pytest.mark.exclusive
 @pytest.mark.timeout(300)
 def test_a_cpu_hog_is_seen_and_the_configuration_re_measured_or_flagged(
     burners: list[subprocess.Popen], tmp_path: Path

@@ -143,6 +143,8 @@ def test_timer_phases_and_fixed_floor(small) -> None:
 # ---- differencing, real timers (sleeps) ------------------------------------------------
 
 
+# Sleeps timed to a few milliseconds: nothing else of the suite may load the CPUs.
+@pytest.mark.exclusive
 def test_fit_differences_a_sleeping_library(small) -> None:
     """em.fit on a library whose cost is known: per-iteration and fixed cost recovered."""
     X, init = small
@@ -158,6 +160,8 @@ def test_fit_differences_a_sleeping_library(small) -> None:
     assert result.loglik == [loglik]
 
 
+# Sleeps timed to a few milliseconds: nothing else of the suite may load the CPUs.
+@pytest.mark.exclusive
 def test_measurement_process_times_a_sleeping_library(small) -> None:
     """The sweep's timer (through Measurement's own clock) on the sleeping library."""
     X, init = small
@@ -271,6 +275,9 @@ def test_library_in_a_tiny_sweep(tmp_path: Path) -> None:
         "1",
         "--strategies",
         "einsum,sklearn-fit",
+        # One process per configuration: what is checked here is the first process's.
+        "--rounds",
+        "1,1",
         "--out",
         str(out),
         timeout=240,

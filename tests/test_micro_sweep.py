@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from harness.cli import main as cli_main
 from harness.report import overhead
 from harness.sweep.results import load_table
 
@@ -33,7 +34,9 @@ def _harness(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.fixture(scope="module")
+# Session scope: under xdist a worker may run other modules' tests between this
+# module's, which would tear a module-scoped sweep down and run it again.
+@pytest.fixture(scope="session")
 def micro_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("micro") / "run"
     strategies = "summarize-cython,summarize-openmp,pairwise-python,pairwise-joblib-threads"
@@ -48,6 +51,10 @@ def micro_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "1,2",
         "--strategies",
         strategies,
+        # One process per configuration, however busy the machine: nothing here looks
+        # at the replication (tested in test_runner.py and test_interference.py).
+        "--rounds",
+        "1,1",
         "--out",
         str(out),
     )
@@ -71,8 +78,8 @@ def test_micro_sweep_writes_the_problem_column_and_timed_runs(micro_run: Path) -
 
 
 def test_micro_sweep_produces_the_overhead_chart_and_section(micro_run: Path) -> None:
-    result = _harness("plot", str(micro_run), "--no-fitted-model")
-    assert result.returncode == 0, result.stdout + result.stderr
+    # In this process: `harness plot` as a process is run in test_library.py.
+    assert cli_main(["plot", str(micro_run), "--no-fitted-model"]) == 0
     assert (micro_run / "charts" / "overhead.png").is_file()
     report = (micro_run / "report.md").read_text()
     assert "## Overhead against work (micro-problems)" in report
@@ -119,7 +126,9 @@ def test_crossing_is_interpolated_between_measured_sizes() -> None:
 # ---- results from before the problem axis --------------------------------------------------
 
 
-def test_gmm_only_results_folder_still_loads_plots_and_compares(tmp_path: Path) -> None:
+def test_gmm_only_results_folder_still_loads_plots_and_compares(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     if not (BASELINE / "results.csv").is_file():
         pytest.skip("no committed baseline")
     before = pd.read_csv(BASELINE / "results.csv")
@@ -129,14 +138,17 @@ def test_gmm_only_results_folder_still_loads_plots_and_compares(tmp_path: Path) 
     run = tmp_path / "baseline"
     shutil.copytree(BASELINE, run)
     shutil.rmtree(run / "charts", ignore_errors=True)
-    plotted = _harness("plot", str(run), "--no-fitted-model")
-    assert plotted.returncode == 0, plotted.stdout + plotted.stderr
+    # Both in this process: `harness plot` and `harness compare` as processes are run in
+    # test_library.py and test_compare.py.
+    assert cli_main(["plot", str(run), "--no-fitted-model"]) == 0
     report = (run / "report.md").read_text()
     assert "Overhead against work" not in report  # no micro-problem in it
     assert (run / "charts" / "speedup.png").is_file()
-    compared = _harness("compare", "--phase", "iteration", str(BASELINE), str(BASELINE))
-    assert compared.returncode in (0, 1), compared.stdout + compared.stderr
-    assert "error:" not in compared.stderr
+    capsys.readouterr()
+    code = cli_main(["compare", "--phase", "iteration", str(BASELINE), str(BASELINE)])
+    compared = capsys.readouterr()
+    assert code in (0, 1), compared.out + compared.err
+    assert "error:" not in compared.err
     assert np.isfinite(pd.to_numeric(table["seconds"], errors="coerce")).any()
 
 

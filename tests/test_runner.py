@@ -157,7 +157,9 @@ def assert_consistent(run_dir: Path) -> pd.DataFrame:
 # ---- the tiny sweep, end to end -------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
+# Session scope: under xdist a worker may run other modules' tests between this
+# module's, which would tear a module-scoped sweep down and run it again.
+@pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("runs") / "tiny"
     result = run_harness(
