@@ -100,14 +100,14 @@ _QUICK_SIZES = {"schreiber": (100_000,), "quinn": (5_000,), "highdim": (5_000,)}
 # more than one process per configuration. Warm-ups are 0 in the in-process modes:
 # pyperf's calibration calls (or, in later processes, the one warm-up value) precede
 # the values in the same process, after the check iterations. The quick protocol
-# (CI, <= 3 minutes) keeps one process of 3 values per configuration and a second
+# (CI) keeps one process of 3 values per configuration and a second
 # only in place of a disturbed one: the CI workflow replicates whole quick runs, so
 # its processes come from the replicates.
 # One row per protocol, fields in the order of :class:`Mode`.
 # fmt: off
 _MODE_ROWS = (
     # name       warmups values processes min_time time_budget sizes    rounds  sweep_budget
-    ("quick",    0,      3,     0,        0.02,    10.0,   _QUICK_SIZES,   (1, 2), 150.0),
+    ("quick",    0,      3,     0,        0.02,    10.0,   _QUICK_SIZES,   (1, 2), 360.0),
     ("default",  0,      2,     0,        0.05,    45.0,   _DEFAULT_SIZES, (3, 6), 600.0),
     ("rigorous", 1,      5,     3,        0.10,    600.0,  _DEFAULT_SIZES, (3, 8), 3600.0),
 )

@@ -36,14 +36,15 @@ Why these thresholds (for the project's 2-core machines):
   must resolve. A quiet machine's daemons stay around a hundredth; the median over a
   process's values keeps the tick resolution of ``/proc/stat`` (see
   :mod:`harness.sweep.interference`) from tripping it.
-* ``PROCESS_SPREAD_LIMIT = 0.15``: the process's estimate is the median of its values,
+* ``PROCESS_SPREAD_LIMIT = 0.25``: the process's estimate is the median of its values,
   so what matters is whether that median was displaced, not whether one value was
   slow (a page fault, a timer tick, the pool's first wake-up: max/min of three values
-  is set by its one outlier). A median displaced by less than the process-to-process
-  variation (up to about ten per cent between quiet processes) adds nothing the
-  interval over processes does not already carry; half again as much means the
-  process ran most of its values in a slower state than its best one, which is a
-  spell of the machine, not the code.
+  is set by its one outlier). Short values of a few calls each, pools that wake up
+  and differenced library fits move a median by some per cent on a quiet machine
+  too; the limit sits at the 95th percentile of that displacement over a quiet quick
+  sweep of every strategy on a 2-core machine, so that a quiet machine flags about one
+  process in twenty and anything beyond is rarer than the quiet machine makes it.
+  Interference that the counters see is judged by ``FOREIGN_LIMIT`` instead.
 * ``CI_TARGET = 0.03``: a 10% difference between two configurations is then resolved
   when both are settled.
 * ``UNSTABLE_LIMIT = 0.10``: an interval wider than the process-to-process variation
@@ -59,7 +60,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 FOREIGN_LIMIT = 0.10
-PROCESS_SPREAD_LIMIT = 0.15
+PROCESS_SPREAD_LIMIT = 0.25
 CI_TARGET = 0.03
 UNSTABLE_LIMIT = 0.10
 CONFIDENCE = 0.95
