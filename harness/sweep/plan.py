@@ -107,7 +107,7 @@ _QUICK_SIZES = {"schreiber": (100_000,), "quinn": (5_000,), "highdim": (5_000,)}
 # fmt: off
 _MODE_ROWS = (
     # name       warmups values processes min_time time_budget sizes    rounds  sweep_budget
-    ("quick",    0,      3,     0,        0.02,    10.0,   _QUICK_SIZES,   (1, 2), 360.0),
+    ("quick",    0,      3,     0,        0.02,    10.0,   _QUICK_SIZES,   (1, 2), 480.0),
     ("default",  0,      2,     0,        0.05,    45.0,   _DEFAULT_SIZES, (3, 6), 600.0),
     ("rigorous", 1,      5,     3,        0.10,    600.0,  _DEFAULT_SIZES, (3, 8), 3600.0),
 )

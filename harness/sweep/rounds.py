@@ -11,9 +11,9 @@ every strategy alike), and after each process asks :func:`decide` whether to go 
 The rule, on the ``iteration`` phase (the one the verdicts rest on):
 
 * A process is *disturbed* (:func:`process_disturbance`) when the median
-  ``foreign_cpu`` of its values exceeds :data:`FOREIGN_LIMIT`, or when the median of
-  its own iteration values sits more than :data:`PROCESS_SPREAD_LIMIT` above their
-  fastest (median/min - 1: one slow value among three does not move it). Its rows
+  ``foreign_cpu`` of its values exceeds :data:`FOREIGN_LIMIT`, or when its own
+  iteration values spread more than :data:`PROCESS_SPREAD_LIMIT` (median absolute
+  deviation over the median: one slow value among three does not move it). Its rows
   stay in the table (``process_disturbed`` True) but do not count below, and it is
   replaced by another process (another *attempt*).
 * A configuration is *settled* once it has ``min_processes`` undisturbed processes
@@ -36,15 +36,17 @@ Why these thresholds (for the project's 2-core machines):
   must resolve. A quiet machine's daemons stay around a hundredth; the median over a
   process's values keeps the tick resolution of ``/proc/stat`` (see
   :mod:`harness.sweep.interference`) from tripping it.
-* ``PROCESS_SPREAD_LIMIT = 0.25``: the process's estimate is the median of its values,
-  so what matters is whether that median was displaced, not whether one value was
-  slow (a page fault, a timer tick, the pool's first wake-up: max/min of three values
-  is set by its one outlier). Short values of a few calls each, pools that wake up
-  and differenced library fits move a median by some per cent on a quiet machine
-  too; the limit sits at the 95th percentile of that displacement over a quiet quick
-  sweep of every strategy on a 2-core machine, so that a quiet machine flags about one
-  process in twenty and anything beyond is rarer than the quiet machine makes it.
-  Interference that the counters see is judged by ``FOREIGN_LIMIT`` instead.
+* ``PROCESS_SPREAD_LIMIT = 0.15``: a process is judged on the relative median absolute
+  deviation of its values (MAD over the median), the robust spread: one slow value
+  (a page fault, a timer tick, the pool's first wake-up) does not move it, and unlike
+  median/min, whose reference is the extreme value, its scale does not grow with the
+  number of values a process takes. Short values of a few calls, pools that wake up
+  and differenced library fits spread by some per cent on a quiet machine too; the
+  limit sits at about the 95th percentile of that spread over quiet quick sweeps of
+  every strategy on a 2-core machine, with three and with ten values per process, so
+  a quiet machine flags about one process in twenty (and replaces it) and anything
+  beyond is rarer than the quiet machine makes it. Interference the counters see is
+  judged by ``FOREIGN_LIMIT`` instead.
 * ``CI_TARGET = 0.03``: a 10% difference between two configurations is then resolved
   when both are settled.
 * ``UNSTABLE_LIMIT = 0.10``: an interval wider than the process-to-process variation
@@ -60,7 +62,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 FOREIGN_LIMIT = 0.10
-PROCESS_SPREAD_LIMIT = 0.25
+PROCESS_SPREAD_LIMIT = 0.15
 CI_TARGET = 0.03
 UNSTABLE_LIMIT = 0.10
 CONFIDENCE = 0.95
@@ -127,11 +129,12 @@ def process_disturbance(iteration_values: Sequence[float], foreign: Sequence[flo
         return f"other programs took {median(shares):.0%} of the CPUs (limit {FOREIGN_LIMIT:.0%})"
     values = [value for value in iteration_values if math.isfinite(value) and value > 0]
     if len(values) >= 2:
-        displaced = median(values) / min(values) - 1
-        if displaced > PROCESS_SPREAD_LIMIT:
+        centre = median(values)
+        spread = median([abs(value - centre) for value in values]) / centre
+        if spread > PROCESS_SPREAD_LIMIT:
             return (
-                f"unsteady: the process's median sits {displaced:.0%} above its fastest value "
-                f"(limit {PROCESS_SPREAD_LIMIT:.0%})"
+                f"unsteady: its values spread {spread:.0%} about their median "
+                f"(median absolute deviation; limit {PROCESS_SPREAD_LIMIT:.0%})"
             )
     return ""
 
