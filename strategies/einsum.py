@@ -30,10 +30,14 @@ class EinsumStrategy(Strategy):
 
     def e_step(self, derived: DerivedParams) -> tuple[np.ndarray, float]:
         X = self.X
+        # Scratch arrays for all components: a fresh (n, d) temporary per component is
+        # returned to the operating system and faulted in again each time.
+        centred, projected = np.empty_like(X), np.empty_like(X)
 
         def squared_distance(j: int) -> np.ndarray:
-            projected = np.einsum(
-                "nd,de->ne", X - derived.means[j], derived.precision_cholesky[j], optimize=True
+            np.subtract(X, derived.means[j], out=centred)
+            np.einsum(
+                "nd,de->ne", centred, derived.precision_cholesky[j], out=projected, optimize=True
             )
             return np.einsum("ne,ne->n", projected, projected)
 

@@ -375,9 +375,14 @@ def log_weighted_density(X: np.ndarray, derived: DerivedParams) -> np.ndarray:
     ndarray of float64, shape (n, k)
     """
 
+    # One scratch array for all components: a fresh (n, d) temporary per component is
+    # returned to the operating system and faulted in again each time.
+    y = np.empty((X.shape[0], derived.n_features))
+
     def squared_distance(j: int) -> np.ndarray:
         P = derived.precision_cholesky[j]
-        y = X @ P - derived.means[j] @ P
+        np.matmul(X, P, out=y)
+        np.subtract(y, derived.means[j] @ P, out=y)
         return np.einsum("nd,nd->n", y, y)
 
     out = component_columns(X.shape[0], derived.n_components, squared_distance)
