@@ -173,7 +173,7 @@ def _checked_runs(
     strategy : Strategy
         Still prepared (open); the caller closes it.
     observations : dict
-        :func:`_check_observations` of the runs.
+        :func:`check_observations` of the runs.
     """
     from harness.model.threads import limit_blas, thread_pools
 
@@ -207,10 +207,10 @@ def _checked_runs(
             # What the driver holds BLAS to while the strategy runs, read back as it applies.
             pools = thread_pools()
         check_seconds = time.perf_counter() - start
-    return strategy, _check_observations(sampler, pools, runtime_info, check_seconds, seconds)
+    return strategy, check_observations(sampler, pools, runtime_info, check_seconds, seconds)
 
 
-def _check_observations(
+def check_observations(
     sampler: Any,
     pools: list[dict[str, Any]],
     runtime_info: dict[str, Any],

@@ -50,11 +50,10 @@ from harness.model.errors import HarnessError, InvalidParameterError
 from harness.model.gmm import REG_COVAR, GMMParams
 from harness.sweep.check import (
     OverBudget,
+    check_observations,
     closed_on_failure,
     deadline,
-    jsonable,
     memory_sampler,
-    pool_threads,
 )
 
 #: Iterations of the short fit of each pair (one: the least work besides the fixed cost).
@@ -338,28 +337,18 @@ def run_library_check(measurement: Any) -> tuple[Any, dict[str, Any]]:
         agreement = strategy.agreement(result, init)
         if not agreement.agrees:
             raise LibraryDisagreementError(f"{strategy.name} {agreement.describe()}")
-    peak = math.nan
-    if sampler is not None:
-        peak = float(getattr(sampler, "peak_bytes", math.nan) or math.nan)
     runtime_info.update(
         agreement=agreement.describe(),
         agreement_difference=agreement.difference,
         agreement_tolerance=agreement.tolerance,
         reference_reg_covar=agreement.reference_reg_covar,
     )
-    omp = pool_threads(pools, "openmp")
     info = {
         "final_loglik": float(result.mean_loglik),
         "iterations_checked": int(result.iterations),
         "used_fused": False,
         "whole_fit": True,
-        "runtime_info": jsonable(runtime_info),
-        "blas_threads": pool_threads(pools, "blas"),
-        "omp_threads": omp,
-        "thread_pools": jsonable(pools),
-        "peak_pss_bytes": peak,
-        "check_seconds": check_seconds,
-        "iteration_seconds": per_iteration,
+        **check_observations(sampler, pools, runtime_info, check_seconds, [per_iteration]),
         "fixed_seconds": pair.fixed,
     }
     return strategy, info
