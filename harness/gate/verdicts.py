@@ -119,6 +119,15 @@ def compare_samples(
     return ratio, ci_low, ci_high, p_value, verdict, note
 
 
+def processes_separate(
+    base_medians: list[float], new_medians: list[float], *, slower: bool
+) -> bool:
+    """Every NEW process median beyond every BASE one, in the direction of the change."""
+    if slower:
+        return min(new_medians) > max(base_medians)
+    return max(new_medians) < min(base_medians)
+
+
 def within_run_processes(
     result: tuple[float, float, float, float, str, str],
     base_medians: list[float],
@@ -130,11 +139,7 @@ def within_run_processes(
     ratio, ci_low, ci_high, p_value, verdict, note = result
     if verdict == "unchanged" or len(base_medians) < 2 or len(new_medians) < 2:
         return result
-    separated = (
-        min(new_medians) > max(base_medians)
-        if verdict == "slower"
-        else max(new_medians) < min(base_medians)
-    )
+    separated = processes_separate(base_medians, new_medians, slower=verdict == "slower")
     if separated:
         return (
             ratio,
@@ -201,9 +206,7 @@ def combine_pairs(
     direction = "slower" if ratio > 1 else "faster"
     sign = 1 if ratio > 1 else -1
     each = all(p < alpha and sign * math.log(r) > 0 for r, p in zip(ratios, p_values, strict=True))
-    separated = (
-        min(new_medians) > max(base_medians) if sign > 0 else max(new_medians) < min(base_medians)
-    )
+    separated = processes_separate(base_medians, new_medians, slower=sign > 0)
     beyond = ratio > 1 + threshold or ratio < 1 / (1 + threshold)
     if len(results) < replicates:
         why = f"measured on both sides in {compared} only: not replicated"

@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from harness.model.problems import PROBLEMS, problem_of_workload
-from harness.report import uncertainty as unc
+from harness.report.draws import bootstrap, draw_key
 
 #: Speed-up at which parallel work starts to pay.
 PAYS_OFF = 1.0
@@ -122,20 +122,7 @@ def overhead_frame(table: pd.DataFrame) -> pd.DataFrame:
     if not all(w in medians.columns for w in WORKERS):
         return pd.DataFrame(columns=columns)
     medians = medians.dropna(subset=list(WORKERS)).reset_index()
-    unit = unc.unit_column(list(ok.columns))
-    samples = {
-        key: (
-            group["seconds"].to_numpy(dtype=float),
-            group[unit].astype(str).to_numpy() if unit else None,
-        )
-        for key, group in ok.groupby(["workload", "strategy", "n", "workers"])
-    }
-
-    def draws(workload: str, strategy: str, n: int, workers: int) -> tuple[np.ndarray, bool]:
-        values, units = samples[(workload, strategy, n, workers)]
-        rng = unc.seeded_rng((workload, n, strategy, workers, "iteration"))
-        single = units is None or len(set(units)) < 2
-        return unc.median_draws(values, units, rng=rng), single
+    draws = bootstrap(ok)  # the report's own interval over processes
 
     rows = []
     for _, record in medians.iterrows():
@@ -143,9 +130,10 @@ def overhead_frame(table: pd.DataFrame) -> pd.DataFrame:
         n = int(record["n"])
         tasks = max(1, min(WORKERS[1], n))
         s1, s2 = float(record[WORKERS[0]]), float(record[WORKERS[1]])
-        one, one_single = draws(record["workload"], record["strategy"], n, WORKERS[0])
-        two, two_single = draws(record["workload"], record["strategy"], n, WORKERS[1])
-        low, high = unc.ratio_interval(one, two, int(one_single) + int(two_single))
+        low, high = draws.ratio(
+            draw_key(record["workload"], n, record["strategy"], WORKERS[0], "iteration"),
+            draw_key(record["workload"], n, record["strategy"], WORKERS[1], "iteration"),
+        )
         rows.append(
             {
                 "problem": problem.name,

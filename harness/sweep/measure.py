@@ -348,8 +348,8 @@ def time_phases(runner: Any, measurement: Measurement, *, in_process: bool) -> l
                 runner.args.warmups = spec.warmups
         try:
             bench = runner.bench_time_func(name, time_func, metadata=metadata)
-        finally:
-            runner.args.values = spec.values
+        finally:  # a one-off prepare's settings must not leak into the next phase
+            runner.args.values, runner.args.warmups = spec.values, spec.warmups
         if bench is not None:
             benchmarks.append(bench)
     return benchmarks
