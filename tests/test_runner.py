@@ -40,6 +40,7 @@ from harness.sweep.results import (
     load_table,
     phases_for,
 )
+from harness.sweep.rounds import DECIDING_PHASE
 from harness.sweep.spec import (
     MeasureSpec,
     configuration_seconds,
@@ -126,7 +127,10 @@ def assert_consistent(run_dir: Path) -> pd.DataFrame:
             assert processes == list(range(len(processes))), cid  # none lost, none doubled
             per_process = rows.groupby(["phase", "process"]).size()
             assert (per_process == VALUES).all(), cid
-            assert len(per_process) == len(phases) * len(processes), cid
+            # the first process times every phase, later ones the deciding phase only
+            timed = rows.groupby("process")["phase"].agg(lambda p: tuple(sorted(set(p))))
+            assert timed.iloc[0] == tuple(sorted(phases)), cid
+            assert all(later == (DECIDING_PHASE,) for later in timed.iloc[1:]), cid
             assert np.isfinite(rows["seconds"]).all() and (rows["seconds"] > 0).all()
             # every value carries its interference, within its documented range
             assert rows["foreign_cpu"].between(0, 1).all(), cid
@@ -139,8 +143,10 @@ def assert_consistent(run_dir: Path) -> pd.DataFrame:
             assert (run_dir / "configs" / f"{cid}.json").is_file()
             suite = pyperf.BenchmarkSuite.load(str(run_dir / PYPERF_DIR / f"{cid}.json"))
             assert len(suite.get_benchmarks()) == len(phases)
-            for bench in suite.get_benchmarks():  # one pyperf run per process
-                assert len([run for run in bench.get_runs() if run.values]) == len(processes)
+            for bench in suite.get_benchmarks():  # one pyperf run per process timing it
+                runs = [run for run in bench.get_runs() if run.values]
+                deciding = bench.get_name().endswith(f"/{DECIDING_PHASE}")
+                assert len(runs) == (len(processes) if deciding else 1), bench.get_name()
         else:
             assert len(rows) == 1 and rows["error"].iloc[0], cid
             assert math.isnan(rows["seconds"].iloc[0])
@@ -463,9 +469,40 @@ def test_time_budget_skips_configurations_with_the_reason(tmp_path: Path) -> Non
         "highdim-n200000-python-w1": "skipped",  # extrapolated from that lower bound
     }
     assert "scaled from n=1,000" in table.loc["schreiber-n200000-python-w1", "error"]
-    assert "> time budget 2 s" in table.loc["schreiber-n200000-python-w1", "error"]
+    assert "> time budget 1 s per process" in table.loc["schreiber-n200000-python-w1", "error"]
     assert "one iteration at n takes over" in table.loc["highdim-n1000-python-w1", "error"]
     assert "estimated" in table.loc["highdim-n200000-python-w1", "error"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_budget_deadline_inside_a_pool_call_skips_rather_than_fails(tmp_path: Path) -> None:
+    """The probe's deadline fires while the pool works: over budget, not a worker failure."""
+    out = tmp_path / "pool-budget"
+    result = run_harness(
+        "--rounds",
+        "1,1",
+        "--workloads",
+        "highdim",
+        "--sizes",
+        "100000",
+        "--workers",
+        "1",
+        "--strategies",
+        "multiprocessing-components",
+        "--time-budget",
+        "0.05",
+        "--out",
+        str(out),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    row = (
+        assert_consistent(out)
+        .set_index("config_id")
+        .loc["highdim-n100000-multiprocessing-components-w1"]
+    )
+    assert row["status"] == "skipped", row["error"]
+    assert "time budget" in row["error"]
 
 
 @pytest.mark.slow

@@ -32,8 +32,14 @@ if TYPE_CHECKING:
     from harness.sweep.measure import Measurement
 
 
-class OverBudget(Exception):
-    """The first check iteration outlasted what the time budget allows one iteration."""
+class OverBudget(BaseException):
+    """The first check iteration outlasted what the time budget allows one iteration.
+
+    Raised from a SIGALRM handler anywhere inside the strategy's code, so, like
+    :class:`KeyboardInterrupt`, it derives from :class:`BaseException`: the ``except
+    Exception`` of a pool's error handling or of a library must not turn it into a
+    worker failure.
+    """
 
 
 @contextlib.contextmanager
@@ -51,7 +57,7 @@ def closed_on_failure(
     allowance : float
         The probe's deadline in seconds.
     time_budget : float
-        The configuration's time budget in seconds.
+        The time budget of one process of the configuration, in seconds.
     """
     try:
         yield
@@ -60,7 +66,7 @@ def closed_on_failure(
         if not exc.args:  # the deadline fired: the run took at least the allowance
             raise OverBudget(
                 f"{what} at n takes over {allowance:.2f} s, the most a "
-                f"configuration within the time budget of {time_budget:g} s allows",
+                f"process within the time budget of {time_budget:.3g} s per process allows",
                 allowance,
                 True,
             ) from None
@@ -197,8 +203,8 @@ def _checked_runs(
                     estimate = configuration_seconds(seconds[0], spec)
                     if estimate > spec.time_budget:
                         raise OverBudget(
-                            f"estimated {estimate:.0f} s > time budget "
-                            f"{spec.time_budget:g} s (first {what} at n: "
+                            f"estimated {estimate:.0f} s per process > time budget "
+                            f"{spec.time_budget:.3g} s per process (first {what} at n: "
                             f"{seconds[0] * 1e3:.1f} ms)",
                             seconds[0],
                             False,

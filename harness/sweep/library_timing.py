@@ -18,7 +18,8 @@ timing, so that the ``m`` differenced iterations last at least pyperf's ``min_ti
 
 In a sweep (:mod:`harness.sweep.measure`), a library configuration has the phases
 :data:`harness.sweep.results.LIBRARY_PHASES`: ``prepare`` as any strategy, then
-``iteration`` and ``fixed``, each pyperf value one pair. pyperf's loop count does not
+``iteration`` and ``fixed``, each pyperf value one pair (``fixed`` replays the pairs
+``iteration`` timed: the two are one regression on the same fits). pyperf's loop count does not
 apply: a pair of whole fits lasts far longer than the timer resolution that loops
 exist to overcome, so each call runs one pair and returns the estimate times ``loops``
 (pyperf divides by it again). A pair whose difference is not positive (noise larger
@@ -230,6 +231,10 @@ class LibraryTimer:
         self._timed = timed
         self.reg_covar = reg_covar
         self._long_first = False
+        # The pairs timed for ``iteration``, in order: ``fixed`` is the same fits'
+        # intercept, so its values replay them instead of running fits of their own.
+        self._pairs: list[Pair] = []
+        self._replayed = 0
         # Untimed warm-up pair: loads the library's code paths and estimates the
         # per-iteration time that sets the extra iterations.
         warm = run_pair(self.fit_seconds, SHORT_ITERATIONS, MIN_EXTRA_ITERATIONS)
@@ -246,11 +251,22 @@ class LibraryTimer:
         )
 
     def time(self, phase: str, loops: int) -> float:
-        """pyperf's ``time_func(loops)`` for ``iteration`` or ``fixed``: one pair per call."""
-        pair = self.pair()
+        """pyperf's ``time_func(loops)`` for ``iteration`` or ``fixed``: one pair per call.
+
+        ``fixed`` takes the pairs ``iteration`` timed, one per call in the same order
+        (both phases make the same number of calls), and times new pairs only beyond
+        them (a pyperf worker process that times ``fixed`` alone).
+        """
         if phase == "iteration":
+            pair = self.pair()
+            self._pairs.append(pair)
             value = pair.per_iteration
         elif phase == "fixed":
+            if self._replayed < len(self._pairs):
+                pair = self._pairs[self._replayed]
+                self._replayed += 1
+            else:
+                pair = self.pair()
             value = max(pair.fixed, FIXED_FLOOR_SECONDS)
         else:
             raise InvalidParameterError(f"library strategies have no phase {phase!r}")
@@ -265,17 +281,19 @@ def library_configuration_seconds(
 ) -> float:
     """Estimated seconds of a library configuration's timed work (cf. ``configuration_seconds``).
 
-    Each timed call of ``iteration`` and ``fixed`` is one pair: two fixed costs, ``2 s``
-    iterations and the extra iterations (at least ``min_time``); ``prepare`` is
-    counted at ``min_time`` per call.
+    Each timed call of ``iteration`` is one pair: two fixed costs, ``2 s`` iterations
+    and the extra iterations (at least ``min_time``); ``fixed`` replays those pairs in
+    the in-process modes and times its own in pyperf's worker processes; ``prepare``
+    is counted at ``min_time`` per call.
     """
     t, f = max(per_iteration, 0.0), max(fixed, 0.0)
     extra = extra_iterations(t, spec.min_time)
     pair = 2 * f + (2 * SHORT_ITERATIONS + extra) * t
+    timed_phases = 1 if spec.processes == 0 else 2
     return (
         (spec.check_iterations + SHORT_ITERATIONS) * t
         + 2 * f
-        + calls_per_phase * (2 * pair + spec.min_time)
+        + calls_per_phase * (timed_phases * pair + spec.min_time)
     )
 
 
@@ -321,7 +339,8 @@ def run_library_check(measurement: Any) -> tuple[Any, dict[str, Any]]:
                 )
                 if estimate > spec.time_budget:
                     raise OverBudget(
-                        f"estimated {estimate:.0f} s > time budget {spec.time_budget:g} s "
+                        f"estimated {estimate:.0f} s per process > time budget "
+                        f"{spec.time_budget:.3g} s per process "
                         f"(differenced iteration at n: {per_iteration * 1e3:.1f} ms, "
                         f"fixed cost {pair.fixed * 1e3:.1f} ms)",
                         per_iteration,

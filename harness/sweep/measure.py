@@ -69,12 +69,6 @@ A later process of the same configuration (``spec.loops`` given) skips the
 calibration: it takes the first process's loop count and one warm-up value, so every
 process's values are sums of the same number of calls.
 
-``P >= 1``: *pyperf worker processes*. This process is pyperf's manager: it spawns
-``P`` worker processes per phase (plus pyperf's calibration process), each a fresh
-``python -m harness.sweep.measure --worker ...`` that rebuilds the data and the strategy
-before pyperf times it. The thread variables and the fault hooks below reach the
-workers through ``--inherit-environ``. ``--rigorous`` uses this mode.
-
 Interference
 ------------
 In both modes pyperf runs the hook of :mod:`harness.sweep.interference`

@@ -68,48 +68,64 @@ class Mode:
     sweep_budget: float = 600.0
 
 
-# Default sizes: a decade apart, ending at the workload's own size (the size axis
-# of the charts). Quick keeps schreiber at 1e5, where parallel speedup is already
-# visible (the CI expectations check it there), and the others small.
+# Default sizes: schreiber, the workload whose size axis the charts and crossovers are
+# about, a decade apart up to its own size; quinn at its own size and highdim at a
+# tenth of it, one size each (their point is the shape, many components or many
+# dimensions, not the size axis; highdim's own size is rigorous's and bench-compiled's).
+# Quick keeps schreiber at 1e5, where parallel speedup is already visible (the CI
+# expectations check it there), and the others small.
 #
-# Durations on a 2-core machine decide the rest. A configuration costs process start,
-# imports and the check, plus per phase one calibration and warmups + values calls of
-# at least min_time each: at pyperf's default min_time the small configurations were
-# mostly pyperf's floor, so min_time is halved (and smaller again for quick), still
-# far above timer resolution for these millisecond calls. The default budget is sized
-# so the NumPy/SciPy strategies run at the largest schreiber size while pure Python
-# at the middle one is left out (the budget decides that, nothing is hard-coded).
+# What the default sweep costs decides the rest, and on two cores the fixed cost of a
+# process dominates it: process start, imports, a process strategy's pool or a dask
+# cluster, and per phase pyperf's calibration and values of at least min_time each.
+# With every strategy at two worker counts, a size costs about twenty-five processes
+# per round, so the budget of 15 minutes allows five sizes at two processes each:
+#
+# * min_time is 0.02 s, as in quick: still far above timer resolution for these
+#   millisecond calls, and a value's own noise is small next to the process-to-process
+#   spread that the processes measure;
+# * three values per phase and process (six over the two mandatory processes): values
+#   inside one process agree to a few per cent, so the information is in the processes;
+# * a later process times only the iteration phase, the one the stopping rule and the
+#   verdicts rest on: its job is to replicate that time across processes, while the
+#   E/M split and prepare are compared within the first process;
+# * two mandatory processes per configuration (a CI over processes from their range),
+#   and up to five where the CI is wide or a process was disturbed, while the sweep's
+#   wall time is within sweep_budget (a configuration gets its next process only if
+#   its previous process's duration still fits, so the adaptive part cannot push the
+#   sweep past sweep_budget by more than one process);
+# * the time budget is what a configuration may cost over its mandatory processes
+#   (Sweep.process_budget): the NumPy/SciPy strategies run up to the middle schreiber
+#   size, pure Python at the smallest, and nothing is hard-coded.
+#
+# The first process of a configuration calibrates pyperf's loop count and runs the
+# full correctness check; later ones reuse the loop count (one warm-up value instead
+# of a calibration) and run one check iteration as a warm-up. Warm-ups are 0 in the
+# in-process modes: pyperf's calibration calls (or the one warm-up value) precede the
+# values in the same process, after the check iterations. The quick protocol (CI)
+# keeps one process of 3 values per configuration and a second only in place of a
+# disturbed one: the CI workflow replicates whole quick runs, so its processes come
+# from the replicates. Rigorous measures two sizes of every workload with pyperf's own
+# worker processes and every phase in every process, with no time pressure.
 _DEFAULT_SIZES = {
+    "schreiber": (40_000, 400_000, 4_000_000),
+    "quinn": (130_000,),
+    "highdim": (20_000,),
+}
+_QUICK_SIZES = {"schreiber": (100_000,), "quinn": (5_000,), "highdim": (5_000,)}
+_RIGOROUS_SIZES = {
     "schreiber": (40_000, 400_000, 4_000_000),
     "quinn": (13_000, 130_000),
     "highdim": (20_000, 200_000),
 }
-_QUICK_SIZES = {"schreiber": (100_000,), "quinn": (5_000,), "highdim": (5_000,)}
 
-# Values per process and rounds: values inside one process agree to about 2%, so a
-# process's second value mostly checks that it was steady, and a third adds almost
-# nothing; the information is in the processes. The default protocol therefore takes
-# 2 values in each of at least 3 processes (6 values, and a CI over 3 processes: their
-# range), and up to 6 processes where the CI is wide or a process was disturbed. Three
-# processes per configuration cost three process starts; the first process of a
-# configuration calibrates pyperf's loop count and runs the full correctness check,
-# later ones reuse the loop count (one warm-up value instead of a calibration) and run
-# one check iteration as a warm-up, which keeps a later process at about the cost of
-# its own values plus start-up. Extra rounds start only while the sweep's wall time is
-# within ``sweep_budget``, so the adaptive part can never push the sweep past it by
-# more than one process per configuration. Warm-ups are 0 in the in-process modes:
-# pyperf's calibration calls (or, in later processes, the one warm-up value) precede
-# the values in the same process, after the check iterations. The quick protocol
-# (CI) keeps one process of 3 values per configuration and a second
-# only in place of a disturbed one: the CI workflow replicates whole quick runs, so
-# its processes come from the replicates.
 # One row per protocol, fields in the order of :class:`Mode`.
 # fmt: off
 _MODE_ROWS = (
     # name       warmups values processes min_time time_budget sizes    rounds  sweep_budget
-    ("quick",    0,      3,     0,        0.02,    10.0,   _QUICK_SIZES,   (1, 2), 480.0),
-    ("default",  0,      2,     0,        0.05,    45.0,   _DEFAULT_SIZES, (3, 6), 600.0),
-    ("rigorous", 1,      5,     3,        0.10,    600.0,  _DEFAULT_SIZES, (3, 8), 3600.0),
+    ("quick",    0,      3,     0,        0.02,    10.0,   _QUICK_SIZES,     (1, 2), 480.0),
+    ("default",  0,      3,     0,        0.02,    30.0,   _DEFAULT_SIZES,   (2, 5), 720.0),
+    ("rigorous", 1,      5,     3,        0.10,    1800.0, _RIGOROUS_SIZES,  (3, 8), 3600.0),
 )
 # fmt: on
 MODES: dict[str, Mode] = {row[0]: Mode(*row) for row in _MODE_ROWS}
@@ -166,6 +182,17 @@ class Sweep:
     min_processes: int = 3
     max_processes: int = 6
     sweep_budget: float = math.inf
+
+    @property
+    def process_budget(self) -> float:
+        """Seconds of timed work one process may be estimated to take.
+
+        ``time_budget`` is what a configuration may cost over its mandatory processes
+        (``min_processes``): the budget judges the configuration the sweep will pay for,
+        not its first process alone. The first process, which also calibrates and
+        checks, is the most expensive one, so its share is a conservative estimate.
+        """
+        return self.time_budget / max(1, self.min_processes)
 
 
 def _split(values: Sequence[str] | str | None) -> list[str]:
@@ -230,8 +257,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
          f"starts once the sweep has run this long (default {_per_mode('sweep_budget')}; "
          "'inf' for none)"),
         ("--time-budget", types.seconds_or_inf, "SECONDS", "skip a configuration whose "
-         f"estimated timed work exceeds this (default {_per_mode('time_budget')}; 'inf' "
-         "for none)"),
+         "estimated timed work over its MIN processes (--rounds) exceeds this (default "
+         f"{_per_mode('time_budget')}; 'inf' for none)"),
         ("--scheduler", None, "ADDRESS", "dask strategy: use the scheduler at "
          "tcp://HOST:PORT instead of a LocalCluster (sets GMM_HARNESS_DASK_SCHEDULER for "
          "the measurement processes)"),

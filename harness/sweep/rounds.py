@@ -49,8 +49,17 @@ Why these thresholds (for the project's 2-core machines):
   judged by ``FOREIGN_LIMIT`` instead.
 * ``CI_TARGET = 0.03``: a 10% difference between two configurations is then resolved
   when both are settled.
-* ``UNSTABLE_LIMIT = 0.10``: an interval wider than the process-to-process variation
-  between quiet processes cannot carry a verdict of that size.
+* ``UNSTABLE_LIMIT = 0.25``: the process-to-process variation itself is not a
+  disturbance. On a shared virtual machine the speed of the whole machine drifts over
+  seconds to minutes (the host's other tenants, invisible to ``/proc/stat`` unless
+  they show as steal), so two quiet processes of one configuration, a round apart,
+  commonly differ by ten to twenty per cent while the configurations measured next to
+  each other move together. That uncertainty belongs in the verdicts, whose intervals
+  carry it (a difference inside it is a tie), not in a flag that removes the
+  configuration from every finding. The limit sits above that drift on the project's
+  2-core machines, so the flag marks a configuration whose own processes disagree
+  more than the machine's drift explains; below it the configuration keeps its wide
+  interval and its ties.
 
 Pure functions on plain numbers: no processes, files or timing here.
 """
@@ -64,7 +73,7 @@ from dataclasses import dataclass
 FOREIGN_LIMIT = 0.10
 PROCESS_SPREAD_LIMIT = 0.15
 CI_TARGET = 0.03
-UNSTABLE_LIMIT = 0.10
+UNSTABLE_LIMIT = 0.25
 CONFIDENCE = 0.95
 #: Bootstrap resamples of the process medians; the seed is fixed so that a resumed
 #: run takes the same decisions on the same rows.

@@ -200,7 +200,8 @@ class SweepRunner:
             f"run {sweep.run_id}: {len(configurations)} configurations "
             f"({self.counts['kept']} already done), {sweep.protocol.mode} protocol, "
             f"{sweep.min_processes}-{sweep.max_processes} processes per configuration, "
-            f"time budget {sweep.time_budget:g} s per configuration and "
+            f"time budget {sweep.time_budget:g} s per configuration "
+            f"({sweep.process_budget:.3g} s per process) and "
             f"{sweep.sweep_budget:g} s for extra rounds -> {self.run_dir}",
             flush=True,
         )
@@ -361,10 +362,13 @@ class SweepRunner:
             min_time=protocol.min_time,
             # a later process's check is only a warm-up: the first one checked the result
             check_iterations=1 if later else protocol.check_iterations,
-            time_budget=sweep.time_budget if math.isfinite(sweep.time_budget) else None,
+            time_budget=sweep.process_budget if math.isfinite(sweep.time_budget) else None,
             problem=state.configuration.problem,
             loops=state.loops if later else None,
             process=state.attempts,
+            # Later processes replicate the iteration time; pyperf's own worker processes
+            # (rigorous) have no time pressure and keep every phase.
+            deciding_only=later and protocol.processes == 0,
         )
 
     def _next_process(self, state: _State) -> str:
@@ -424,9 +428,10 @@ class SweepRunner:
         if known is not None:
             per_iteration, source = known
             estimate = configuration_seconds(per_iteration, spec)
-            if estimate > PROBE_MARGIN * sweep.time_budget:
+            if estimate > PROBE_MARGIN * sweep.process_budget:
                 reason = (
-                    f"estimated {estimate:.0f} s > time budget {sweep.time_budget:g} s ({source})"
+                    f"estimated {estimate:.0f} s per process > time budget "
+                    f"{sweep.process_budget:.3g} s per process ({source})"
                 )
                 return "skipped", [self._row(configuration, status="skipped", error=reason)], reason
         # A library's timed work is pairs of whole fits, which the extrapolation (EM
@@ -594,7 +599,7 @@ class SweepRunner:
 
     def _measure(self, spec: MeasureSpec, estimate: float | None) -> tuple[dict, Path]:
         """Run one measurement process; always returns a result dict."""
-        limit = time_limit(spec.strategy, self.sweep.time_budget, estimate)
+        limit = time_limit(spec.strategy, self.sweep.process_budget, estimate)
         result, pyperf_file, log_file = measure_in_process(spec, self.work_dir, limit)
         if result.get("status") == "failed":
             self.folder.keep_log(spec.config_id, log_file)

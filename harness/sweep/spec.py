@@ -49,7 +49,8 @@ class MeasureSpec:
         pyperf's minimum duration of one value (seconds), which sets the loop count.
     check_iterations : int
     time_budget : float or None
-        Seconds one configuration may be estimated to take (used with ``probe``).
+        Seconds of timed work this process may be estimated to take: the configuration's
+        budget shared among its mandatory processes (used with ``probe``).
     probe : bool
         Use the first check iteration as the budget probe (see the module docstring).
     data_file, init_file : str or None
@@ -66,6 +67,11 @@ class MeasureSpec:
         instead, so every process's values use the same loop count.
     process : int
         Index of this process among the configuration's processes (0 for the first).
+    deciding_only : bool
+        Time only the phase the sweep's stopping rule decides on (``iteration``): a
+        later process of the in-process modes, whose job is to replicate the
+        configuration's iteration time across processes. The first process timed every
+        phase; the E/M split and ``prepare`` are compared within that process.
     """
 
     workload: str
@@ -85,6 +91,7 @@ class MeasureSpec:
     problem: str = "gmm"
     loops: dict[str, int] | None = None
     process: int = 0
+    deciding_only: bool = False
 
     @property
     def config_id(self) -> str:
@@ -235,7 +242,10 @@ def phases_of(spec: MeasureSpec, kind: str | None = None) -> tuple[str, ...]:
 
     Micro-problems: ``prepare`` and ``iteration``; a ``library`` strategy:
     :data:`~harness.sweep.results.LIBRARY_PHASES`; otherwise :data:`~harness.sweep.results.PHASES`.
+    Only ``iteration`` when ``spec.deciding_only``.
     """
+    if spec.deciding_only:
+        return ("iteration",)
     if spec.problem != "gmm":
         return ("prepare", "iteration")
     return phases_for(kind)
