@@ -69,9 +69,10 @@ class Mode:
 
 
 # Default sizes: schreiber, the workload whose size axis the charts and crossovers are
-# about, a decade apart up to its own size; quinn at its own size and highdim at a
-# tenth of it, one size each (their point is the shape, many components or many
-# dimensions, not the size axis; highdim's own size is rigorous's and bench-compiled's).
+# about, at its own size and a hundredth of it (where pools and clusters cost more than
+# they save); quinn at its own size and highdim at a tenth of it, one size each (their
+# point is the shape, many components or many dimensions, not the size axis). The
+# sizes between and highdim's own size are rigorous's (and bench-compiled's).
 # Quick keeps schreiber at 1e5, where parallel speedup is already visible (the CI
 # expectations check it there), and the others small.
 #
@@ -79,7 +80,9 @@ class Mode:
 # process dominates it: process start, imports, a process strategy's pool or a dask
 # cluster, and per phase pyperf's calibration and values of at least min_time each.
 # With every strategy at two worker counts, a size costs about twenty-five processes
-# per round, so the budget of 15 minutes allows five sizes at two processes each:
+# per round, and the pools, clusters and library fits among them cost seconds each
+# however small the data; so the budget of 15 minutes allows four sizes at two
+# processes each, with room to replace the processes that were disturbed:
 #
 # * min_time is 0.02 s, as in quick: still far above timer resolution for these
 #   millisecond calls, and a value's own noise is small next to the process-to-process
@@ -95,8 +98,8 @@ class Mode:
 #   its previous process's duration still fits, so the adaptive part cannot push the
 #   sweep past sweep_budget by more than one process);
 # * the time budget is what a configuration may cost over its mandatory processes
-#   (Sweep.process_budget): the NumPy/SciPy strategies run up to the middle schreiber
-#   size, pure Python at the smallest, and nothing is hard-coded.
+#   (Sweep.process_budget): it decides which of the NumPy, SciPy and pure-Python
+#   strategies run at the larger sizes, and nothing is hard-coded.
 #
 # The first process of a configuration calibrates pyperf's loop count and runs the
 # full correctness check; later ones reuse the loop count (one warm-up value instead
@@ -108,7 +111,7 @@ class Mode:
 # from the replicates. Rigorous measures two sizes of every workload with pyperf's own
 # worker processes and every phase in every process, with no time pressure.
 _DEFAULT_SIZES = {
-    "schreiber": (40_000, 400_000, 4_000_000),
+    "schreiber": (40_000, 4_000_000),
     "quinn": (130_000,),
     "highdim": (20_000,),
 }
@@ -124,7 +127,7 @@ _RIGOROUS_SIZES = {
 _MODE_ROWS = (
     # name       warmups values processes min_time time_budget sizes    rounds  sweep_budget
     ("quick",    0,      3,     0,        0.02,    10.0,   _QUICK_SIZES,     (1, 2), 480.0),
-    ("default",  0,      3,     0,        0.02,    30.0,   _DEFAULT_SIZES,   (2, 5), 720.0),
+    ("default",  0,      3,     0,        0.02,    30.0,   _DEFAULT_SIZES,   (2, 5), 780.0),
     ("rigorous", 1,      5,     3,        0.10,    1800.0, _RIGOROUS_SIZES,  (3, 8), 3600.0),
 )
 # fmt: on

@@ -515,15 +515,15 @@ class SweepRunner:
             if math.isfinite(state.half_width)
             else ""
         )
-        others = ", ".join(
-            f"{phase} {format_seconds(medians[phase])}"
+        others = "".join(
+            f", {phase} {format_seconds(medians[phase])}"
             for phase in ("e_step", "m_step", "fixed", "prepare")
             if phase in medians
         )
         what = "run" if state.configuration.problem != "gmm" else "iteration"
         return (
             f"{state.label} p{spec.process}: {what} {format_seconds(medians['iteration'])}"
-            f"{fused} median, {others}, foreign CPU "
+            f"{fused} median{others}, foreign CPU "
             f"{(median(foreign) if foreign else math.nan):.0%}{disturbance}{progress}{note}"
         )
 
