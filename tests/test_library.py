@@ -140,6 +140,37 @@ def test_timer_phases_and_fixed_floor(small) -> None:
             timer.time("e_step", 1)
 
 
+def test_fixed_replays_the_pairs_iteration_timed(small) -> None:
+    """``fixed`` runs no fits of its own: its values are the iteration pairs' intercepts."""
+    X, init = small
+    clock = {"fixed": 0.1}
+    fits = []
+
+    def timed(call):
+        fitted = call()
+        fits.append(fitted.iterations)
+        return clock["fixed"] + 0.01 * fitted.iterations
+
+    class Counting(SleepyLibrary):
+        def _fit(self, X, init, n_iter, reg_covar, tol):
+            return LibraryFit(init, 0.0, n_iter)
+
+    with Counting() as strategy:
+        strategy.prepare(X)
+        timer = LibraryTimer(strategy, init, timed, min_time=0.05)
+        intercepts = []
+        for fixed in (0.1, 0.2, 0.3):  # each pair with its own fixed cost
+            clock["fixed"] = fixed
+            timer.time("iteration", 1)
+            intercepts.append(fixed)
+        fits_so_far = len(fits)
+        replayed = [timer.time("fixed", 1) for _ in intercepts]
+        assert replayed == pytest.approx(intercepts)
+        assert len(fits) == fits_so_far  # no fit run for them
+        timer.time("fixed", 1)  # beyond the recorded pairs: a pair of its own
+        assert len(fits) == fits_so_far + 2
+
+
 # ---- differencing, real timers (sleeps) ------------------------------------------------
 
 
