@@ -30,7 +30,7 @@ from harness.model.errors import DataFileError, InvalidParameterError, UnknownSt
 from harness.model.threads import usable_cores
 from harness.sweep.faults import fault_for, slowdown_for, stop_grace, time_limit_for
 from harness.sweep.metadata import collect_metadata
-from harness.sweep.plan import resolve_sweep
+from harness.sweep.plan import MODES, resolve_sweep
 from harness.sweep.results import (
     COLUMNS,
     PYPERF_DIR,
@@ -594,6 +594,21 @@ def test_more_workers_than_cores_warns_and_flags_the_rows(tmp_path: Path) -> Non
 
 def _run_args(*argv: str) -> argparse.Namespace:
     return build_parser().parse_args(["run", *argv])
+
+
+def test_default_sweep_workloads_budget_share_and_an_asked_for_workload(tmp_path: Path) -> None:
+    default = MODES["default"]
+    sweep = resolve_sweep(_run_args("--out", str(tmp_path / "d")))
+    assert sweep.workloads == list(default.workloads)
+    assert sweep.sizes == {name: list(default.sizes[name]) for name in default.workloads}
+    # the per-configuration budget is shared among the mandatory processes
+    assert sweep.process_budget == pytest.approx(sweep.time_budget / sweep.min_processes)
+    # a workload the default leaves out still has its sizes when asked for
+    left_out = [name for name in default.sizes if name not in default.workloads]
+    asked = resolve_sweep(
+        _run_args("--workloads", ",".join(left_out), "--out", str(tmp_path / "h"))
+    )
+    assert asked.sizes == {name: list(default.sizes[name]) for name in left_out}
 
 
 def test_unknown_names_fail_with_the_valid_ones(tmp_path: Path) -> None:

@@ -55,6 +55,9 @@ class Mode:
         most processes (attempts) one may get (:mod:`harness.sweep.rounds`).
     sweep_budget : float
         Default ``--sweep-budget``: wall seconds after which no extra round starts.
+    workloads : tuple of str or None
+        The GMM workloads swept when ``--workloads`` is not given (None: every one);
+        ``sizes`` has sizes for the others too, for when they are asked for.
     """
 
     name: str
@@ -66,13 +69,14 @@ class Mode:
     sizes: dict[str, tuple[int, ...]]
     rounds: tuple[int, int] = (3, 6)
     sweep_budget: float = 600.0
+    workloads: tuple[str, ...] | None = None
 
 
 # Default sizes: schreiber, the workload whose size axis the charts and crossovers are
 # about, at its own size and a hundredth of it (where pools and clusters cost more than
-# they save); quinn at its own size and highdim at a tenth of it, one size each (their
-# point is the shape, many components or many dimensions, not the size axis). The
-# sizes between and highdim's own size are rigorous's (and bench-compiled's).
+# they save), and quinn at its own size (many components: the E-step dominates). The
+# sizes between, quinn's smaller size and highdim (many dimensions) are rigorous's;
+# quick measures every workload, and `--workloads highdim` adds it to a default sweep.
 # Quick keeps schreiber at 1e5, where parallel speedup is already visible (the CI
 # expectations check it there), and the others small.
 #
@@ -81,8 +85,9 @@ class Mode:
 # cluster, and per phase pyperf's calibration and values of at least min_time each.
 # With every strategy at two worker counts, a size costs about twenty-five processes
 # per round, and the pools, clusters and library fits among them cost seconds each
-# however small the data; so the budget of 15 minutes allows four sizes at two
-# processes each, with room to replace the processes that were disturbed:
+# however small the data; so the budget of 15 minutes allows three sizes at two
+# processes each, with room to replace the processes that were disturbed (four sizes
+# took the whole 15 minutes for the two mandatory rounds and left none):
 #
 # * min_time is 0.02 s, as in quick: still far above timer resolution for these
 #   millisecond calls, and a value's own noise is small next to the process-to-process
@@ -113,8 +118,9 @@ class Mode:
 _DEFAULT_SIZES = {
     "schreiber": (40_000, 4_000_000),
     "quinn": (130_000,),
-    "highdim": (20_000,),
+    "highdim": (20_000,),  # only when asked for
 }
+_DEFAULT_WORKLOADS = ("schreiber", "quinn")
 _QUICK_SIZES = {"schreiber": (100_000,), "quinn": (5_000,), "highdim": (5_000,)}
 _RIGOROUS_SIZES = {
     "schreiber": (40_000, 400_000, 4_000_000),
@@ -125,10 +131,10 @@ _RIGOROUS_SIZES = {
 # One row per protocol, fields in the order of :class:`Mode`.
 # fmt: off
 _MODE_ROWS = (
-    # name       warmups values processes min_time time_budget sizes    rounds  sweep_budget
-    ("quick",    0,      3,     0,        0.02,    10.0,   _QUICK_SIZES,     (1, 2), 480.0),
-    ("default",  0,      3,     0,        0.02,    30.0,   _DEFAULT_SIZES,   (2, 5), 780.0),
-    ("rigorous", 1,      5,     3,        0.10,    1800.0, _RIGOROUS_SIZES,  (3, 8), 3600.0),
+    # name      warmups values processes min_time time_budget sizes  rounds sweep_budget workloads
+    ("quick",    0, 3, 0, 0.02, 10.0,   _QUICK_SIZES,    (1, 2), 480.0,  None),
+    ("default",  0, 3, 0, 0.02, 30.0,   _DEFAULT_SIZES,  (2, 5), 840.0,  _DEFAULT_WORKLOADS),
+    ("rigorous", 1, 5, 3, 0.10, 1800.0, _RIGOROUS_SIZES, (3, 8), 3600.0, None),
 )
 # fmt: on
 MODES: dict[str, Mode] = {row[0]: Mode(*row) for row in _MODE_ROWS}
@@ -387,7 +393,10 @@ def resolve_sweep(args: argparse.Namespace) -> Sweep:
         for name in (WORKLOADS if problem == "gmm" else get_problem(problem).workloads)
     }
     default_workloads = [
-        name for name, problem in valid_workloads.items() if problem == "gmm" or micro[name].swept
+        name
+        for name, problem in valid_workloads.items()
+        if (problem == "gmm" and (mode.workloads is None or name in mode.workloads))
+        or (problem != "gmm" and micro[name].swept)
     ]
     workload_names = _split(args.workloads) or list(stored.get("workloads") or default_workloads)
     workload_names = [name.lower() for name in workload_names]

@@ -221,6 +221,11 @@ class SweepRunner:
                 pending = [c for c in configurations if states[c.config_id].wants_process]
                 if not pending:
                     break
+                # Replacing a disturbed process comes before narrowing an interval: once
+                # the sweep budget runs short, what is left undone should be the
+                # refinements, not the configurations still short of MIN undisturbed
+                # processes (stable: the run order holds within each group).
+                pending.sort(key=lambda c: states[c.config_id].good >= sweep.min_processes)
                 round_index += 1
                 for position, configuration in enumerate(pending, start=1):
                     state = states[configuration.config_id]
