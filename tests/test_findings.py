@@ -157,6 +157,10 @@ def test_disturbed_configuration_produces_no_finding(tmp_path: Path) -> None:
             assert finding.configurations == [bad_id]
         else:
             assert bad_id not in finding.configurations, finding
+    # the verdict at 2 workers holds among the others only, and says so
+    (winner,) = [f for f in result.findings if f.kind in ("fastest", "tie") and f.workers == 2]
+    assert winner.not_judged == [bad_id]
+    assert "not judged: `openmp` (2 workers)" in winner.text
     run = write_run(tmp_path / "run", table)
     plot_run(run, fitted_model=False)
     report = (run / REPORT_FILE).read_text()

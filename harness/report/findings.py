@@ -26,6 +26,7 @@ import pandas as pd
 
 from harness.report import uncertainty as unc
 from harness.report.analysis import (
+    HEADLINE_PHASE,
     NUMPY_BASELINE,
     PYTHON_BASELINE,
     SKLEARN_BASELINE,
@@ -98,6 +99,15 @@ def _winner_findings(analysis: Analysis, workload: str) -> list[Finding]:
     who = code(best) + (f" ({workers_text(best_p)})" if best_p != budget else "")
     win_key = iteration_key(workload, n, best, best_p)
     configurations = list(row["configurations"])
+    left_out = _disturbed_in_cell(analysis, workload, n, budget)
+    qualifier = (
+        " Left out as disturbed, so not judged: "
+        + ", ".join(f"{code(name)} ({workers_text(workers)})" for name, workers in left_out)
+        + "."
+        if left_out
+        else ""
+    )
+    not_judged = [config_id(workload, n, name, workers) for name, workers in left_out]
     tied = list(row["tied"])
     if tied:
         names = [best, *tied]
@@ -112,7 +122,7 @@ def _winner_findings(analysis: Analysis, workload: str) -> list[Finding]:
         return [
             Finding(
                 "tie",
-                text,
+                text + qualifier,
                 workload,
                 n,
                 budget,
@@ -121,6 +131,7 @@ def _winner_findings(analysis: Analysis, workload: str) -> list[Finding]:
                 row["margin_low"],
                 row["margin_high"],
                 configurations,
+                not_judged,
             )
         ]
     text = (
@@ -155,7 +166,7 @@ def _winner_findings(analysis: Analysis, workload: str) -> list[Finding]:
     return [
         Finding(
             "fastest",
-            text + ".",
+            text + "." + qualifier,
             workload,
             n,
             budget,
@@ -164,8 +175,25 @@ def _winner_findings(analysis: Analysis, workload: str) -> list[Finding]:
             row["margin_low"],
             row["margin_high"],
             configurations,
+            not_judged,
         )
     ]
+
+
+def _disturbed_in_cell(
+    analysis: Analysis, workload: str, n: int, budget: int
+) -> list[tuple[str, int]]:
+    """``(strategy, workers)`` of the disturbed configurations a winner is chosen among."""
+    summary = analysis.summary
+    cell = summary[
+        (summary["workload"] == workload)
+        & (summary["n"] == n)
+        & (summary["workers"] <= budget)
+        & (summary["phase"] == HEADLINE_PHASE)
+        & summary["disturbed"].astype(bool)
+    ]
+    pairs = zip(cell["strategy"], cell["workers"], strict=True)
+    return sorted({(str(name), int(workers)) for name, workers in pairs})
 
 
 # --------------------------------------------------------------------------------------

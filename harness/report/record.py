@@ -55,6 +55,9 @@ class Finding:
         The ratio of medians the finding rests on and its interval, where one applies.
     configurations : list of str
         The config ids (:func:`harness.sweep.results.config_id`) it rests on.
+    not_judged : list of str
+        Config ids that the verdict's comparison would have included but that stayed
+        disturbed: a ``fastest`` or ``tie`` holds among the others only.
     """
 
     kind: str
@@ -67,6 +70,7 @@ class Finding:
     ci_low: float | None = None
     ci_high: float | None = None
     configurations: list[str] = field(default_factory=list)
+    not_judged: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         """JSON-ready: non-finite numbers become ``None``."""
