@@ -87,7 +87,7 @@ class Mode:
 # per round, and the pools, clusters and library fits among them cost seconds each
 # however small the data; so the budget of 15 minutes allows three sizes at two
 # processes each, with room to replace the processes that were disturbed (four sizes
-# took the whole 15 minutes for the two mandatory rounds and left none):
+# took the whole budget for the two mandatory rounds and left none):
 #
 # * min_time is 0.02 s, as in quick: still far above timer resolution for these
 #   millisecond calls, and a value's own noise is small next to the process-to-process

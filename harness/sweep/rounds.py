@@ -53,13 +53,13 @@ Why these thresholds (for the project's 2-core machines):
   disturbance. On a shared virtual machine the speed of the whole machine drifts over
   seconds to minutes (the host's other tenants, invisible to ``/proc/stat`` unless
   they show as steal), so two quiet processes of one configuration, a round apart,
-  commonly differ by ten to twenty per cent while the configurations measured next to
-  each other move together. That uncertainty belongs in the verdicts, whose intervals
-  carry it (a difference inside it is a tie), not in a flag that removes the
-  configuration from every finding. The limit sits above that drift on the project's
-  2-core machines, so the flag marks a configuration whose own processes disagree
-  more than the machine's drift explains; below it the configuration keeps its wide
-  interval and its ties.
+  differ far more than the values inside one process, while the configurations
+  measured next to each other move together. That uncertainty belongs in the
+  verdicts, whose intervals carry it (a difference inside it is a tie), not in a flag
+  that removes the configuration from every finding. The limit sits above that drift
+  on the project's 2-core machines, so the flag marks a configuration whose own
+  processes disagree more than the machine's drift explains; below it the
+  configuration keeps its wide interval and its ties.
 
 Pure functions on plain numbers: no processes, files or timing here.
 """
