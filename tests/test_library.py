@@ -115,26 +115,38 @@ def test_extra_iterations_cover_min_time_within_bounds() -> None:
     assert extra_iterations(float("nan"), 0.05) == MIN_EXTRA_ITERATIONS
 
 
+class InstantLibrary(SleepyLibrary):
+    """Returns at once; the fake clock of :class:`FakeClock` says what a fit cost."""
+
+    def _fit(self, X, init, n_iter, reg_covar, tol):
+        return LibraryFit(init, 0.0, n_iter)
+
+
+class FakeClock:
+    """``timed(call)`` for :class:`LibraryTimer`: a fit of N iterations costs ``fixed +
+    0.01 N`` seconds; every fit run is counted."""
+
+    def __init__(self, fixed: float) -> None:
+        self.fixed = fixed
+        self.fits: list[int] = []
+
+    def __call__(self, call) -> float:
+        fitted = call()
+        self.fits.append(fitted.iterations)
+        return self.fixed + 0.01 * fitted.iterations
+
+
 def test_timer_phases_and_fixed_floor(small) -> None:
     """The pyperf time functions: one pair per call, value times loops, fixed floored."""
     X, init = small
-    clock = {"fixed": 0.2}
-
-    def timed(call):
-        fitted = call()
-        return clock["fixed"] + 0.01 * fitted.iterations
-
-    class Counting(SleepyLibrary):
-        def _fit(self, X, init, n_iter, reg_covar, tol):
-            return LibraryFit(init, 0.0, n_iter)
-
-    with Counting() as strategy:
+    clock = FakeClock(fixed=0.2)
+    with InstantLibrary() as strategy:
         strategy.prepare(X)
-        timer = LibraryTimer(strategy, init, timed, min_time=0.05)
+        timer = LibraryTimer(strategy, init, clock, min_time=0.05)
         assert timer.extra == 5
         assert timer.time("iteration", 3) == pytest.approx(0.03)
         assert timer.time("fixed", 1) == pytest.approx(0.2)
-        clock["fixed"] = 0.0
+        clock.fixed = 0.0
         assert timer.time("fixed", 1) == FIXED_FLOOR_SECONDS
         with pytest.raises(Exception, match="no phase"):
             timer.time("e_step", 1)
@@ -143,32 +155,20 @@ def test_timer_phases_and_fixed_floor(small) -> None:
 def test_fixed_replays_the_pairs_iteration_timed(small) -> None:
     """``fixed`` runs no fits of its own: its values are the iteration pairs' intercepts."""
     X, init = small
-    clock = {"fixed": 0.1}
-    fits = []
-
-    def timed(call):
-        fitted = call()
-        fits.append(fitted.iterations)
-        return clock["fixed"] + 0.01 * fitted.iterations
-
-    class Counting(SleepyLibrary):
-        def _fit(self, X, init, n_iter, reg_covar, tol):
-            return LibraryFit(init, 0.0, n_iter)
-
-    with Counting() as strategy:
+    clock = FakeClock(fixed=0.1)
+    with InstantLibrary() as strategy:
         strategy.prepare(X)
-        timer = LibraryTimer(strategy, init, timed, min_time=0.05)
-        intercepts = []
-        for fixed in (0.1, 0.2, 0.3):  # each pair with its own fixed cost
-            clock["fixed"] = fixed
+        timer = LibraryTimer(strategy, init, clock, min_time=0.05)
+        intercepts = (0.1, 0.2, 0.3)  # each pair with its own fixed cost
+        for fixed in intercepts:
+            clock.fixed = fixed
             timer.time("iteration", 1)
-            intercepts.append(fixed)
-        fits_so_far = len(fits)
+        fits_so_far = len(clock.fits)
         replayed = [timer.time("fixed", 1) for _ in intercepts]
         assert replayed == pytest.approx(intercepts)
-        assert len(fits) == fits_so_far  # no fit run for them
+        assert len(clock.fits) == fits_so_far  # no fit run for them
         timer.time("fixed", 1)  # beyond the recorded pairs: a pair of its own
-        assert len(fits) == fits_so_far + 2
+        assert len(clock.fits) == fits_so_far + 2
 
 
 # ---- differencing, real timers (sleeps) ------------------------------------------------
