@@ -22,6 +22,7 @@ from typing import Any
 
 from harness.model.errors import InvalidParameterError
 from harness.sweep.results import config_id, phases_for
+from harness.sweep.rounds import DECIDING_PHASE
 
 #: EM iterations from the common start behind ``final_loglik`` (the correctness
 #: cross-check). Three iterations exercise two M-steps and three E-steps, enough for
@@ -242,10 +243,10 @@ def phases_of(spec: MeasureSpec, kind: str | None = None) -> tuple[str, ...]:
 
     Micro-problems: ``prepare`` and ``iteration``; a ``library`` strategy:
     :data:`~harness.sweep.results.LIBRARY_PHASES`; otherwise :data:`~harness.sweep.results.PHASES`.
-    Only ``iteration`` when ``spec.deciding_only``.
+    Only :data:`~harness.sweep.rounds.DECIDING_PHASE` when ``spec.deciding_only``.
     """
     if spec.deciding_only:
-        return ("iteration",)
+        return (DECIDING_PHASE,)
     if spec.problem != "gmm":
         return ("prepare", "iteration")
     return phases_for(kind)
