@@ -27,6 +27,7 @@ import pytest
 
 from harness.cli import build_parser
 from harness.model.errors import DataFileError, InvalidParameterError, UnknownStrategyError
+from harness.model.problems import micro_workloads
 from harness.model.threads import usable_cores
 from harness.sweep.faults import fault_for, slowdown_for, stop_grace, time_limit_for
 from harness.sweep.metadata import collect_metadata
@@ -599,8 +600,15 @@ def _run_args(*argv: str) -> argparse.Namespace:
 def test_default_sweep_workloads_budget_share_and_an_asked_for_workload(tmp_path: Path) -> None:
     default = MODES["default"]
     sweep = resolve_sweep(_run_args("--out", str(tmp_path / "d")))
-    assert sweep.workloads == list(default.workloads)
-    assert sweep.sizes == {name: list(default.sizes[name]) for name in default.workloads}
+    micro = {name: spec for name, spec in micro_workloads().items() if spec.swept}
+    assert sweep.problems == ["gmm", "summarize", "pairwise"]
+    assert sweep.workloads == [*default.workloads, *micro]
+    assert sweep.sizes == {
+        **{name: list(default.sizes[name]) for name in default.workloads},
+        **{name: list(spec.default_sizes) for name, spec in micro.items()},
+    }
+    gmm_only = resolve_sweep(_run_args("--problems", "gmm", "--out", str(tmp_path / "g")))
+    assert gmm_only.workloads == list(default.workloads)
     # the per-configuration budget is shared among the mandatory processes
     assert sweep.process_budget == pytest.approx(sweep.time_budget / sweep.min_processes)
     # a workload the default leaves out still has its sizes when asked for

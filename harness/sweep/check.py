@@ -279,14 +279,14 @@ def _run_micro_check(measurement: Measurement) -> tuple[Any, dict[str, Any]]:
     from harness.model.problems import get_problem
 
     spec = measurement.spec
-    problem = get_problem(spec.problem)
+    verify = get_problem(spec.problem).verifier(measurement.dataset.X)
     runs = 0
 
     def run(strategy: Any) -> None:
         nonlocal runs
         answer = strategy.run()
         runs += 1
-        wrong = problem.verify(measurement.dataset.X, answer)
+        wrong = verify(answer)
         if wrong is not None:
             raise NumericalError(f"wrong answer from {spec.strategy}: {wrong}")
 

@@ -58,6 +58,9 @@ class Mode:
     workloads : tuple of str or None
         The GMM workloads swept when ``--workloads`` is not given (None: every one);
         ``sizes`` has sizes for the others too, for when they are asked for.
+    problems : tuple of str
+        The problems swept when ``--problems`` is not given
+        (:mod:`harness.model.problems`).
     """
 
     name: str
@@ -70,6 +73,7 @@ class Mode:
     rounds: tuple[int, int] = (3, 6)
     sweep_budget: float = 600.0
     workloads: tuple[str, ...] | None = None
+    problems: tuple[str, ...] = ("gmm",)
 
 
 # Default sizes: schreiber, the workload whose size axis the charts and crossovers are
@@ -106,6 +110,11 @@ class Mode:
 #   (Sweep.process_budget): it decides which of the NumPy, SciPy and pure-Python
 #   strategies run at the larger sizes, and nothing is hard-coded.
 #
+# The default sweep also measures the micro-problems (summarize and pairwise) at three
+# sizes each, spread over their axes so that the overhead-against-work crossovers fall
+# between measured sizes; their processes are short (no fit, no model), and they take
+# part of the adaptive rounds' budget from the GMM configurations.
+#
 # The first process of a configuration calibrates pyperf's loop count and runs the
 # full correctness check; later ones reuse the loop count (one warm-up value instead
 # of a calibration) and run one check iteration as a warm-up. Warm-ups are 0 in the
@@ -121,6 +130,7 @@ _DEFAULT_SIZES = {
     "highdim": (20_000,),  # only when asked for
 }
 _DEFAULT_WORKLOADS = ("schreiber", "quinn")
+_ALL_PROBLEMS = ("gmm", "summarize", "pairwise")
 _QUICK_SIZES = {"schreiber": (100_000,), "quinn": (5_000,), "highdim": (5_000,)}
 _RIGOROUS_SIZES = {
     "schreiber": (40_000, 400_000, 4_000_000),
@@ -131,10 +141,12 @@ _RIGOROUS_SIZES = {
 # One row per protocol, fields in the order of :class:`Mode`.
 # fmt: off
 _MODE_ROWS = (
-    # name      warmups values processes min_time time_budget sizes  rounds sweep_budget workloads
-    ("quick",    0, 3, 0, 0.02, 10.0,   _QUICK_SIZES,    (1, 2), 480.0,  None),
-    ("default",  0, 3, 0, 0.02, 30.0,   _DEFAULT_SIZES,  (2, 5), 840.0,  _DEFAULT_WORKLOADS),
-    ("rigorous", 1, 5, 3, 0.10, 1800.0, _RIGOROUS_SIZES, (3, 8), 3600.0, None),
+    # name   warmups values processes min_time time_budget sizes rounds sweep_budget workloads
+    #        problems
+    ("quick", 0, 3, 0, 0.02, 10.0, _QUICK_SIZES, (1, 2), 480.0, None, ("gmm",)),
+    ("default", 0, 3, 0, 0.02, 30.0, _DEFAULT_SIZES, (2, 5), 840.0, _DEFAULT_WORKLOADS,
+     _ALL_PROBLEMS),
+    ("rigorous", 1, 5, 3, 0.10, 1800.0, _RIGOROUS_SIZES, (3, 8), 3600.0, None, _ALL_PROBLEMS),
 )
 # fmt: on
 MODES: dict[str, Mode] = {row[0]: Mode(*row) for row in _MODE_ROWS}
@@ -249,7 +261,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     # Options whose default depends on the protocol or on a resumed run's meta.json.
     options = (
         ("--problems", None, "P1,P2,...", "problems to sweep: gmm, summarize, pairwise "
-         "(default: gmm); each brings its workloads and its strategies"),
+         "(default: gmm in --quick, all three otherwise); each brings its workloads, "
+         "sizes and strategies"),
         ("--sizes", None, "N1,N2,...", "values of n, for every workload (accepts 1e5, "
          "100_000; default: per workload, see MODES in harness/sweep/plan.py)"),
         ("--workers", None, "W1,W2,...", "worker counts (default: 1,2)"),
@@ -384,7 +397,9 @@ def resolve_sweep(args: argparse.Namespace) -> Sweep:
         )
 
     # The problem axis: each problem brings its workloads (names unique across problems).
-    problem_texts = _split(getattr(args, "problems", None)) or stored.get("problems") or ["gmm"]
+    problem_texts = (
+        _split(getattr(args, "problems", None)) or stored.get("problems") or list(mode.problems)
+    )
     problem_names = list(dict.fromkeys(get_problem(text).name for text in problem_texts))
     micro = micro_workloads()
     valid_workloads = {
@@ -420,6 +435,8 @@ def resolve_sweep(args: argparse.Namespace) -> Sweep:
                 if name in WORKLOADS
                 else micro[name].quick_sizes
                 if mode.name == "quick"
+                else micro[name].default_sizes
+                if mode.name == "default"
                 else micro[name].sizes
             )
             for name in workload_names
