@@ -609,6 +609,15 @@ def test_default_sweep_workloads_budget_share_and_an_asked_for_workload(tmp_path
     }
     gmm_only = resolve_sweep(_run_args("--problems", "gmm", "--out", str(tmp_path / "g")))
     assert gmm_only.workloads == list(default.workloads)
+    # the micro-problems' configurations have rounds (and so budget shares) of their own
+    assert sweep.rounds_for("gmm") == default.rounds
+    assert sweep.rounds_for("pairwise") == default.micro_rounds
+    assert sweep.process_budget_for("pairwise") == pytest.approx(
+        sweep.time_budget / default.micro_rounds[0]
+    )
+    # an explicit --rounds applies to every problem
+    explicit = resolve_sweep(_run_args("--rounds", "3,4", "--out", str(tmp_path / "r")))
+    assert explicit.rounds_for("summarize") == explicit.rounds_for("gmm") == (3, 4)
     # the per-configuration budget is shared among the mandatory processes
     assert sweep.process_budget == pytest.approx(sweep.time_budget / sweep.min_processes)
     # a workload the default leaves out still has its sizes when asked for

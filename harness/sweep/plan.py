@@ -53,6 +53,9 @@ class Mode:
     rounds : (int, int)
         Default ``--rounds``: undisturbed processes every configuration gets, and the
         most processes (attempts) one may get (:mod:`harness.sweep.rounds`).
+    micro_rounds : (int, int) or None
+        The same for the micro-problems' configurations (None: ``rounds``); an explicit
+        ``--rounds`` sets both.
     sweep_budget : float
         Default ``--sweep-budget``: wall seconds after which no extra round starts.
     workloads : tuple of str or None
@@ -74,6 +77,7 @@ class Mode:
     sweep_budget: float = 600.0
     workloads: tuple[str, ...] | None = None
     problems: tuple[str, ...] = ("gmm",)
+    micro_rounds: tuple[int, int] | None = None
 
 
 # Default sizes: schreiber, the workload whose size axis the charts and crossovers are
@@ -112,8 +116,9 @@ class Mode:
 #
 # The default sweep also measures the micro-problems (summarize and pairwise) at three
 # sizes each, spread over their axes so that the overhead-against-work crossovers fall
-# between measured sizes; their processes are short (no fit, no model), and they take
-# part of the adaptive rounds' budget from the GMM configurations.
+# between measured sizes. They get one process each (micro_rounds, the quick protocol's
+# rule): at two processes their mandatory rounds alone took the sweep past 15 minutes and
+# left no adaptive round for GMM, while their speed-ups differ by factors, not per cent.
 #
 # The first process of a configuration calibrates pyperf's loop count and runs the
 # full correctness check; later ones reuse the loop count (one warm-up value instead
@@ -142,10 +147,10 @@ _RIGOROUS_SIZES = {
 # fmt: off
 _MODE_ROWS = (
     # name   warmups values processes min_time time_budget sizes rounds sweep_budget workloads
-    #        problems
+    #        problems micro_rounds
     ("quick", 0, 3, 0, 0.02, 10.0, _QUICK_SIZES, (1, 2), 480.0, None, ("gmm",)),
     ("default", 0, 3, 0, 0.02, 30.0, _DEFAULT_SIZES, (2, 5), 840.0, _DEFAULT_WORKLOADS,
-     _ALL_PROBLEMS),
+     _ALL_PROBLEMS, (1, 2)),
     ("rigorous", 1, 5, 3, 0.10, 1800.0, _RIGOROUS_SIZES, (3, 8), 3600.0, None, _ALL_PROBLEMS),
 )
 # fmt: on
@@ -203,17 +208,28 @@ class Sweep:
     min_processes: int = 3
     max_processes: int = 6
     sweep_budget: float = math.inf
+    micro_rounds: tuple[int, int] | None = None  # None: the micro-problems take the above
+
+    def rounds_for(self, problem: str) -> tuple[int, int]:
+        """``(min_processes, max_processes)`` of a configuration of ``problem``."""
+        if problem != "gmm" and self.micro_rounds is not None:
+            return self.micro_rounds
+        return self.min_processes, self.max_processes
+
+    def process_budget_for(self, problem: str) -> float:
+        """Seconds of timed work one process of ``problem`` may be estimated to take.
+
+        ``time_budget`` is what a configuration may cost over its mandatory processes:
+        the budget judges the configuration the sweep will pay for, not its first
+        process alone. The first process, which also calibrates and checks, is the most
+        expensive one, so its share is a conservative estimate.
+        """
+        return self.time_budget / max(1, self.rounds_for(problem)[0])
 
     @property
     def process_budget(self) -> float:
-        """Seconds of timed work one process may be estimated to take.
-
-        ``time_budget`` is what a configuration may cost over its mandatory processes
-        (``min_processes``): the budget judges the configuration the sweep will pay for,
-        not its first process alone. The first process, which also calibrates and
-        checks, is the most expensive one, so its share is a conservative estimate.
-        """
-        return self.time_budget / max(1, self.min_processes)
+        """:meth:`process_budget_for` the GMM configurations."""
+        return self.process_budget_for("gmm")
 
 
 def _split(values: Sequence[str] | str | None) -> list[str]:
@@ -471,12 +487,16 @@ def resolve_sweep(args: argparse.Namespace) -> Sweep:
 
     budget = args.time_budget or stored.get("time_budget") or mode.time_budget
     rounds_text = getattr(args, "rounds", None)
+    micro_rounds = None
     if rounds_text is not None:
         min_processes, max_processes = _parse_rounds(rounds_text)
     elif stored.get("rounds"):
         min_processes, max_processes = (int(value) for value in stored["rounds"])
+        if stored.get("micro_rounds"):
+            micro_rounds = tuple(int(value) for value in stored["micro_rounds"])
     else:
         min_processes, max_processes = mode.rounds
+        micro_rounds = mode.micro_rounds
     sweep_budget = (
         getattr(args, "sweep_budget", None) or stored.get("sweep_budget") or mode.sweep_budget
     )
@@ -491,6 +511,7 @@ def resolve_sweep(args: argparse.Namespace) -> Sweep:
         "strategies": strategy_names,
         "time_budget": budget,
         "rounds": [min_processes, max_processes],
+        "micro_rounds": list(micro_rounds) if micro_rounds else None,
         "sweep_budget": sweep_budget,
         "protocol": asdict(protocol),
     }
@@ -509,6 +530,7 @@ def resolve_sweep(args: argparse.Namespace) -> Sweep:
         min_processes=min_processes,
         max_processes=max_processes,
         sweep_budget=float(sweep_budget),
+        micro_rounds=micro_rounds,
     )
 
 

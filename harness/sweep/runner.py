@@ -199,9 +199,14 @@ class SweepRunner:
         print(
             f"run {sweep.run_id}: {len(configurations)} configurations "
             f"({self.counts['kept']} already done), {sweep.protocol.mode} protocol, "
-            f"{sweep.min_processes}-{sweep.max_processes} processes per configuration, "
-            f"time budget {sweep.time_budget:g} s per configuration "
-            f"({sweep.process_budget:.3g} s per process) and "
+            f"{sweep.min_processes}-{sweep.max_processes} processes per configuration"
+            + (
+                f" ({sweep.micro_rounds[0]}-{sweep.micro_rounds[1]} for the micro-problems)"
+                if sweep.micro_rounds and set(sweep.problems) - {"gmm"}
+                else ""
+            )
+            + f", time budget {sweep.time_budget:g} s per configuration "
+            f"({sweep.process_budget:.3g} s per GMM process) and "
             f"{sweep.sweep_budget:g} s for extra rounds -> {self.run_dir}",
             flush=True,
         )
@@ -225,14 +230,15 @@ class SweepRunner:
                 # the sweep budget runs short, what is left undone should be the
                 # refinements, not the configurations still short of MIN undisturbed
                 # processes (stable: the run order holds within each group).
-                pending.sort(key=lambda c: states[c.config_id].good >= sweep.min_processes)
+                pending.sort(
+                    key=lambda c: states[c.config_id].good >= sweep.rounds_for(c.problem)[0]
+                )
                 round_index += 1
                 for position, configuration in enumerate(pending, start=1):
                     state = states[configuration.config_id]
                     expected = self._expected_processes(state)
-                    if state.attempts >= self.sweep.min_processes and not self._budget_allows(
-                        state
-                    ):
+                    mandatory = self.sweep.rounds_for(configuration.problem)[0]
+                    if state.attempts >= mandatory and not self._budget_allows(state):
                         self._stop_for_budget(state)
                         bar.total -= 1
                         bar.refresh()
@@ -277,7 +283,7 @@ class SweepRunner:
             return 0
         if state.configuration.skip_reason:
             return 1
-        return max(self.sweep.min_processes - state.good, 1)
+        return max(self.sweep.rounds_for(state.configuration.problem)[0] - state.good, 1)
 
     def _budget_allows(self, state: _State) -> bool:
         """An extra process fits the sweep budget (its last process's time from now)."""
@@ -367,7 +373,9 @@ class SweepRunner:
             min_time=protocol.min_time,
             # a later process's check is only a warm-up: the first one checked the result
             check_iterations=1 if later else protocol.check_iterations,
-            time_budget=sweep.process_budget if math.isfinite(sweep.time_budget) else None,
+            time_budget=sweep.process_budget_for(state.configuration.problem)
+            if math.isfinite(sweep.time_budget)
+            else None,
             problem=state.configuration.problem,
             loops=state.loops if later else None,
             process=state.attempts,
@@ -433,10 +441,11 @@ class SweepRunner:
         if known is not None:
             per_iteration, source = known
             estimate = configuration_seconds(per_iteration, spec)
-            if estimate > PROBE_MARGIN * sweep.process_budget:
+            process_budget = sweep.process_budget_for(configuration.problem)
+            if estimate > PROBE_MARGIN * process_budget:
                 reason = (
                     f"estimated {estimate:.0f} s per process > time budget "
-                    f"{sweep.process_budget:.3g} s per process ({source})"
+                    f"{process_budget:.3g} s per process ({source})"
                 )
                 return "skipped", [self._row(configuration, status="skipped", error=reason)], reason
         # A library's timed work is pairs of whole fits, which the extrapolation (EM
@@ -553,10 +562,11 @@ class SweepRunner:
             )
             for index, entry in sorted(per_process.items())
         ]
+        min_processes, max_processes = self.sweep.rounds_for(state.configuration.problem)
         decision = decide(
             state.records,
-            min_processes=self.sweep.min_processes,
-            max_processes=self.sweep.max_processes,
+            min_processes=min_processes,
+            max_processes=max_processes,
             budget_left=budget_left,
         )
         state.stopped, state.disturbed = decision.stopped, decision.disturbed
@@ -604,7 +614,7 @@ class SweepRunner:
 
     def _measure(self, spec: MeasureSpec, estimate: float | None) -> tuple[dict, Path]:
         """Run one measurement process; always returns a result dict."""
-        limit = time_limit(spec.strategy, self.sweep.process_budget, estimate)
+        limit = time_limit(spec.strategy, self.sweep.process_budget_for(spec.problem), estimate)
         result, pyperf_file, log_file = measure_in_process(spec, self.work_dir, limit)
         if result.get("status") == "failed":
             self.folder.keep_log(spec.config_id, log_file)
