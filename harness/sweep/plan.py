@@ -111,7 +111,7 @@ class Mode:
 #   its previous process's duration still fits, so the adaptive part cannot push the
 #   sweep past sweep_budget by more than one process);
 # * the time budget is what a configuration may cost over its mandatory processes
-#   (Sweep.process_budget): it decides which of the NumPy, SciPy and pure-Python
+#   (Sweep.process_budget_for): it decides which of the NumPy, SciPy and pure-Python
 #   strategies run at the larger sizes, and nothing is hard-coded.
 #
 # The default sweep also measures the micro-problems (summarize and pairwise) at three
