@@ -18,7 +18,8 @@ from harness.report import overhead
 from harness.sweep.results import load_table
 
 ROOT = Path(__file__).resolve().parents[1]
-BASELINE = ROOT / "results" / "baseline"
+#: A quick sweep written before the problem axis existed (schema 1, no ``problem`` column).
+BEFORE_PROBLEMS = ROOT / "tests" / "data" / "run-before-problem-axis"
 
 
 def _harness(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -129,14 +130,12 @@ def test_crossing_is_interpolated_between_measured_sizes() -> None:
 def test_gmm_only_results_folder_still_loads_plots_and_compares(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    if not (BASELINE / "results.csv").is_file():
-        pytest.skip("no committed baseline")
-    before = pd.read_csv(BASELINE / "results.csv")
+    before = pd.read_csv(BEFORE_PROBLEMS / "results.csv")
     assert "problem" not in before.columns  # written before the problem axis
-    table = load_table(BASELINE)
+    table = load_table(BEFORE_PROBLEMS)
     assert set(table["problem"]) == {"gmm"}
-    run = tmp_path / "baseline"
-    shutil.copytree(BASELINE, run)
+    run = tmp_path / "before"
+    shutil.copytree(BEFORE_PROBLEMS, run)
     shutil.rmtree(run / "charts", ignore_errors=True)
     # Both in this process: `harness plot` and `harness compare` as processes are run in
     # test_library.py and test_compare.py.
@@ -145,7 +144,7 @@ def test_gmm_only_results_folder_still_loads_plots_and_compares(
     assert "Overhead against work" not in report  # no micro-problem in it
     assert (run / "charts" / "speedup.png").is_file()
     capsys.readouterr()
-    code = cli_main(["compare", "--phase", "iteration", str(BASELINE), str(BASELINE)])
+    code = cli_main(["compare", "--phase", "iteration", str(BEFORE_PROBLEMS), str(BEFORE_PROBLEMS)])
     compared = capsys.readouterr()
     assert code in (0, 1), compared.out + compared.err
     assert "error:" not in compared.err
