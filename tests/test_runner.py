@@ -619,7 +619,7 @@ def test_default_sweep_workloads_budget_share_and_an_asked_for_workload(tmp_path
     explicit = resolve_sweep(_run_args("--rounds", "3,4", "--out", str(tmp_path / "r")))
     assert explicit.rounds_for("summarize") == explicit.rounds_for("gmm") == (3, 4)
     # the per-configuration budget is shared among the mandatory processes
-    assert sweep.process_budget == pytest.approx(sweep.time_budget / sweep.min_processes)
+    assert sweep.process_budget_for("gmm") == pytest.approx(sweep.time_budget / sweep.min_processes)
     # a workload the default leaves out still has its sizes when asked for
     left_out = [name for name in default.sizes if name not in default.workloads]
     asked = resolve_sweep(

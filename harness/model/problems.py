@@ -38,8 +38,8 @@ must be within :data:`RTOL` of ``(sum x)^2``, relative to ``(sum |x|)^2`` (a rel
 error wherever the data's mean is away from 0, as in the generated workloads).
 
 The reference sums are NumPy's pairwise sums in extended precision (``np.longdouble``),
-computed once per input (:meth:`Problem.verifier`): at n = 10^8 that is a fraction of a
-second, where ``math.fsum`` over a Python list takes seconds and gigabytes. Their error
+computed once per input (:meth:`Problem.verifier`): at n = 10^8 that takes about a
+second, where ``math.fsum`` over a Python list takes ten and gigabytes more memory. Their error
 bound, a few units of the last place of the extended type (or of float64 where
 ``longdouble`` is float64), lies orders of magnitude below :data:`RTOL`, and on
 integer-valued data they are exact, like every other order of summation.
@@ -210,8 +210,9 @@ def _integers(n: int, rng: np.random.Generator) -> np.ndarray:
     return rng.integers(-INTEGER_BOUND, INTEGER_BOUND + 1, size=n).astype(np.float64)
 
 
-def _is_integer_valued(x: np.ndarray) -> bool:
-    return bool(np.all(x == np.round(x))) and bool(np.abs(x).sum() < 2.0**53)
+def _is_integer_valued(x: np.ndarray, abs_sum: float) -> bool:
+    """Every value an integer and ``abs_sum`` (``sum |x|``) below 2^53: sums are exact."""
+    return abs_sum < 2.0**53 and bool(np.all(x == np.round(x)))
 
 
 def _accurate_sum(x: np.ndarray) -> float:
@@ -232,8 +233,8 @@ def pairwise_reference(x: np.ndarray) -> float:
 def summarize_verifier(x: np.ndarray) -> Callable[[object], str | None]:
     """A check of answers for ``x``: None when an answer is ``(n, sum)`` within tolerance."""
     n, expected = summarize_reference(x)
-    exact = _is_integer_valued(x)
     scale = float(np.abs(x).sum())  # a tolerance's scale needs no extra precision
+    exact = _is_integer_valued(x, scale)
 
     def verify(answer: object) -> str | None:
         try:

@@ -226,11 +226,6 @@ class Sweep:
         """
         return self.time_budget / max(1, self.rounds_for(problem)[0])
 
-    @property
-    def process_budget(self) -> float:
-        """:meth:`process_budget_for` the GMM configurations."""
-        return self.process_budget_for("gmm")
-
 
 def _split(values: Sequence[str] | str | None) -> list[str]:
     """``["a,b", "c"]`` -> ``["a", "b", "c"]``."""
@@ -289,8 +284,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         ("--out", types.output_folder, "DIR", "results folder (default: results/<timestamp>)"),
         ("--rounds", None, "MIN[,MAX]", "fresh processes per configuration: at least MIN "
          "undisturbed ones, and up to MAX attempts while the CI of the median is wider than "
-         f"+-3%% or a process was disturbed (default {_per_mode('rounds')}; MAX defaults to "
-         "2 x MIN)"),
+         f"+-3%% or a process was disturbed (default {_per_mode('rounds')}, and "
+         f"{','.join(map(str, MODES['default'].micro_rounds))} for the micro-problems in the "
+         "default protocol; MAX defaults to 2 x MIN; given, it "
+         "applies to every problem)"),
         ("--sweep-budget", types.seconds_or_inf, "SECONDS", "no extra round (beyond MIN) "
          f"starts once the sweep has run this long (default {_per_mode('sweep_budget')}; "
          "'inf' for none)"),

@@ -199,15 +199,8 @@ class SweepRunner:
         print(
             f"run {sweep.run_id}: {len(configurations)} configurations "
             f"({self.counts['kept']} already done), {sweep.protocol.mode} protocol, "
-            f"{sweep.min_processes}-{sweep.max_processes} processes per configuration"
-            + (
-                f" ({sweep.micro_rounds[0]}-{sweep.micro_rounds[1]} for the micro-problems)"
-                if sweep.micro_rounds and set(sweep.problems) - {"gmm"}
-                else ""
-            )
-            + f", time budget {sweep.time_budget:g} s per configuration "
-            f"({sweep.process_budget:.3g} s per GMM process) and "
-            f"{sweep.sweep_budget:g} s for extra rounds -> {self.run_dir}",
+            f"{_rounds_text(sweep)}, time budget {sweep.time_budget:g} s per configuration "
+            f"and {sweep.sweep_budget:g} s for extra rounds -> {self.run_dir}",
             flush=True,
         )
         self._started = started = time.monotonic()
@@ -667,6 +660,19 @@ class _State:
     @property
     def finished(self) -> bool:
         return not self.wants_process
+
+
+def _rounds_text(sweep: Sweep) -> str:
+    """Processes per configuration and each one's budget share, per rule in use."""
+    rules: dict[tuple[int, int], list[str]] = {}
+    for problem in sweep.problems:
+        rules.setdefault(sweep.rounds_for(problem), []).append(problem)
+    parts = []
+    for (least, most), problems in rules.items():
+        budget = sweep.process_budget_for(problems[0])
+        whose = f" for {', '.join(problems)}" if len(rules) > 1 else ""
+        parts.append(f"{least}-{most} processes per configuration{whose} ({budget:.3g} s each)")
+    return "; ".join(parts)
 
 
 def _process_report(spec: MeasureSpec, result: dict[str, Any], seconds: float) -> dict[str, Any]:
