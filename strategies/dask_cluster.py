@@ -69,6 +69,7 @@ from strategies.dask_tasks import (
     m_step_task,
     worker_report,
 )
+from strategies.pool.control import InterruptLatch
 
 #: Environment variable with the address of an existing scheduler to use instead of a
 #: LocalCluster (what ``--scheduler`` sets).
@@ -298,6 +299,9 @@ class DaskStrategy(ShiftedSumsStrategy):
         self._cluster_workers = 0
         self._cluster_threads = 0
         self._worker_blas = 0
+        # A Ctrl-C that lands in one of distributed's finalizers (a Future's __del__)
+        # is printed as ignored; the latch keeps it, and every wait acts on it.
+        self._latch = InterruptLatch()
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
@@ -306,9 +310,12 @@ class DaskStrategy(ShiftedSumsStrategy):
     # ---- start-up -----------------------------------------------------------------------
 
     def _setup(self, X: np.ndarray) -> None:
+        self._latch.hit = False  # a Ctrl-C before this prepare was already acted on
+        self._latch.install()
         try:
             self._start(X)
         except BaseException:
+            self._latch.uninstall()
             self._resources.close()
             raise
 
@@ -379,11 +386,13 @@ class DaskStrategy(ShiftedSumsStrategy):
         last_progress = time.monotonic()
         results: list[Any] = []
         while len(results) < len(futures):
+            self._latch.check()
             try:
                 result = futures[len(results)].result(timeout=POLL_SECONDS)
             except TimeoutError:
                 pass
             except Exception as exc:
+                self._latch.check()  # workers stopped by the same Ctrl-C: report that
                 message = str(exc).strip() or "no message"
                 raise WorkerError(
                     f"dask: a task failed while {what}: {type(exc).__name__}: {message}"
@@ -410,6 +419,7 @@ class DaskStrategy(ShiftedSumsStrategy):
                 )
             if now - last_progress > STALL_SECONDS:
                 raise WorkerError(f"dask: no task finished for {STALL_SECONDS:g} s while {what}")
+        self._latch.check()
         return results
 
     def _run(self, function: Any, per_block_args: list[tuple], what: str) -> list[tuple]:
@@ -498,6 +508,7 @@ class DaskStrategy(ShiftedSumsStrategy):
         }
 
     def _teardown(self) -> None:
+        self._latch.uninstall()
         self._blocks = []
         self._pins = []
         self._resources.close()

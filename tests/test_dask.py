@@ -173,6 +173,31 @@ def test_ctrl_c_leaves_no_process_behind(tmp_path) -> None:
             os.killpg(process.pid, signal.SIGKILL)
 
 
+class _InterruptingFinalizer:
+    """Raises SIGINT from ``__del__``, where Python prints the KeyboardInterrupt as
+    ignored: where a Ctrl-C lands when the main thread runs one of distributed's
+    finalizers (a Future's ``__del__``) at that moment."""
+
+    def __del__(self) -> None:
+        signal.raise_signal(signal.SIGINT)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_ctrl_c_swallowed_by_a_finalizer_still_stops_the_fit(
+    dask_cluster_address, monkeypatch
+) -> None:
+    monkeypatch.setenv("GMM_HARNESS_DASK_SCHEDULER", dask_cluster_address)
+    X = make_blobs(n=2000, d=2, k=3, seed=4)
+    derived = derive(initial_params(X, 3, seed=0))
+    with strategies.create("dask", 2) as strategy:
+        strategy.prepare(X)
+        strategy.fused_iteration(derived)
+        _InterruptingFinalizer()  # collected at once; its KeyboardInterrupt is swallowed
+        with pytest.raises(KeyboardInterrupt):
+            strategy.fused_iteration(derived)
+        strategy.fused_iteration(derived)  # acted on once: the strategy still works
+
+
 def _in_group(process: psutil.Process, group: int) -> bool:
     try:
         return os.getpgid(process.pid) == group
