@@ -11,7 +11,10 @@
    and release all of it in ``_teardown``. ``prepare`` is timed apart from the
    iterations, so start-up cost stays visible.
 5. If the strategy needs something optional, return the reason from
-   ``unavailable_reason`` instead of raising at import time.
+   ``unavailable_reason`` instead of raising at import time. Keep that check cheap
+   (``strategies.base.find_reason`` looks a package up without importing it) and
+   import heavy packages in ``_setup``, not at module level: listing the strategies
+   imports every strategy module.
 6. Add ``("your-name", "strategies.your_module:YourStrategy")`` to
    ``strategies/__init__.py``. The test suite now checks it against the reference.
 """

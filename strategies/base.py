@@ -28,7 +28,7 @@ from typing import ClassVar, Literal
 
 import numpy as np
 
-from harness.model.errors import InvalidParameterError
+from harness.model.errors import InvalidParameterError, StrategyUnavailableError
 from harness.model.gmm import DerivedParams, SufficientStats
 from harness.model.validation import check_data, check_workers
 
@@ -38,25 +38,26 @@ Kind = Literal["serial", "threads", "processes", "openmp", "distributed", "libra
 KINDS: tuple[str, ...] = ("serial", "threads", "processes", "openmp", "distributed", "library")
 
 
-def import_reason(module: str, missing: str, attribute: str = "", lacking: str = "") -> str | None:
-    """Why an optional package cannot be used here, or None (for ``unavailable_reason``).
+def import_for_prepare(module: str, attribute: str, lacking: str) -> object:
+    """Import an optional package in ``prepare`` and check it has what the strategy uses.
 
-    Parameters
-    ----------
-    module : str
-        What to import.
-    missing : str
-        The reason when it does not import; ``{error}`` stands for the ImportError.
-    attribute, lacking : str, optional
-        An attribute the module must have, and the reason when it has not.
+    ``unavailable_reason`` only looks the package up (:func:`find_reason`): importing
+    scikit-learn or daal4py there would cost every listing of the strategies seconds.
+    What only an import can tell (a broken install, an attribute this version lacks) is
+    found here, as one clear error.
+
+    Raises
+    ------
+    StrategyUnavailableError
+        With ``lacking`` (and the import error, if that is what failed).
     """
     try:
         imported = importlib.import_module(module)
     except ImportError as exc:
-        return missing.format(error=exc)
-    if attribute and not hasattr(imported, attribute):
-        return lacking
-    return None
+        raise StrategyUnavailableError(f"{lacking} ({exc})") from None
+    if not hasattr(imported, attribute):
+        raise StrategyUnavailableError(lacking)
+    return imported
 
 
 def find_reason(module: str, missing: str) -> str | None:

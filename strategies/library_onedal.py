@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 from harness.model.gmm import GMMParams
-from strategies.base import import_reason
+from strategies.base import find_reason, import_for_prepare
 from strategies.library import PEERS_INSTALL, LibraryFit, LibraryStrategy
 
 
@@ -50,16 +50,14 @@ class OneDALStrategy(LibraryStrategy):
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
-        return import_reason(
-            "daal4py",
-            f"daal4py (scikit-learn-intelex) is not installed ({{error}}); `{PEERS_INSTALL}`",
-            "em_gmm",
-            f"this daal4py has no em_gmm; `{PEERS_INSTALL}` for a current one",
+        return find_reason(
+            "daal4py", f"daal4py (scikit-learn-intelex) is not installed; `{PEERS_INSTALL}`"
         )
 
     def _setup(self, X: np.ndarray) -> None:
-        import daal4py
-
+        daal4py = import_for_prepare(
+            "daal4py", "em_gmm", f"this daal4py has no em_gmm; `{PEERS_INSTALL}` for a current one"
+        )
         daal4py.daalinit(self.workers)
         self._threads = int(daal4py.num_threads())
 

@@ -9,7 +9,6 @@ factor (``scipy.stats.Covariance.from_cholesky``), so SciPy does not factor it a
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import Covariance, multivariate_normal
 
 from harness.model.gmm import (
     DerivedParams,
@@ -27,12 +26,20 @@ class ScipyStrategy(Strategy):
     description = "scipy.stats.multivariate_normal.logpdf per component, NumPy M-step"
     blas_parallel = True
 
+    def _setup(self, X: np.ndarray) -> None:
+        # Imported here, not with the module: listing the strategies imports every
+        # strategy module, and scipy.stats is a heavy import that only this one needs.
+        from scipy.stats import Covariance, multivariate_normal
+
+        self._covariance, self._normal = Covariance, multivariate_normal
+
     def e_step(self, derived: DerivedParams) -> tuple[np.ndarray, float]:
         X = self.X
+        from_cholesky, logpdf = self._covariance.from_cholesky, self._normal.logpdf
 
         def log_density(j: int) -> np.ndarray:
-            covariance = Covariance.from_cholesky(derived.cov_cholesky[j])
-            return multivariate_normal.logpdf(X, mean=derived.means[j], cov=covariance)
+            covariance = from_cholesky(derived.cov_cholesky[j])
+            return logpdf(X, mean=derived.means[j], cov=covariance)
 
         log_prob = component_columns(X.shape[0], derived.n_components, log_density)
         log_prob += derived.log_weights

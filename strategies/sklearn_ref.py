@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from harness.model.gmm import REG_COVAR, DerivedParams, SufficientStats
-from strategies.base import Strategy, import_reason
+from strategies.base import Strategy, find_reason, import_for_prepare
 
 
 class SklearnStrategy(Strategy):
@@ -24,14 +24,14 @@ class SklearnStrategy(Strategy):
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
-        return import_reason(
+        return find_reason("sklearn", "scikit-learn is not installed")
+
+    def _setup(self, X: np.ndarray) -> None:
+        import_for_prepare(
             "sklearn.mixture._gaussian_mixture",
-            "scikit-learn is not installed: {error}",
             "_estimate_gaussian_parameters",
             "this scikit-learn has no _estimate_gaussian_parameters",
         )
-
-    def _setup(self, X: np.ndarray) -> None:
         from sklearn.mixture import GaussianMixture
 
         self._model = GaussianMixture(covariance_type="full", reg_covar=REG_COVAR)

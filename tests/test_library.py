@@ -9,7 +9,6 @@ the measurement process's check and a tiny sweep.
 
 from __future__ import annotations
 
-import builtins
 import json
 import subprocess
 import sys
@@ -261,21 +260,35 @@ def test_library_strategies_have_no_steps() -> None:
 
 
 def test_missing_onedal_is_unavailable_with_the_install_command(monkeypatch) -> None:
-    real_import = builtins.__import__
+    import importlib.util
 
-    def no_daal4py(name, *args, **kwargs):
-        if name == "daal4py" or name.startswith("daal4py."):
-            raise ImportError("No module named 'daal4py'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_daal4py)
-    monkeypatch.delitem(sys.modules, "daal4py", raising=False)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "daal4py" else real(name, *a)
+    )
     info = strategies._load("onedal", "strategies.library_onedal:OneDALStrategy")
     assert not info.available and info.kind == "library"
     assert PEERS_INSTALL in info.reason
     # the others are untouched
     other = strategies._load("sklearn-fit", "strategies.library_sklearn:SklearnFitStrategy")
     assert other.available
+
+
+def test_a_daal4py_without_em_gmm_is_one_clear_error_at_prepare(monkeypatch) -> None:
+    import importlib.util
+    import types
+
+    from harness.model.errors import StrategyUnavailableError
+
+    old_daal4py = types.ModuleType("daal4py")  # found and importable, but without em_gmm
+    old_daal4py.__spec__ = importlib.util.find_spec("daal4py")
+    monkeypatch.setitem(sys.modules, "daal4py", old_daal4py)
+    with (
+        strategies.create("onedal", 1) as strategy,
+        pytest.raises(StrategyUnavailableError, match="no em_gmm") as raised,
+    ):
+        strategy.prepare(make_blobs(n=200, d=2, k=2))
+    assert PEERS_INSTALL in str(raised.value)
 
 
 def test_strategies_command_lists_library_kind() -> None:
