@@ -38,13 +38,15 @@ Kind = Literal["serial", "threads", "processes", "openmp", "distributed", "libra
 KINDS: tuple[str, ...] = ("serial", "threads", "processes", "openmp", "distributed", "library")
 
 
-def import_for_prepare(module: str, attribute: str, lacking: str) -> object:
-    """Import an optional package in ``prepare`` and check it has what the strategy uses.
+def import_optional(module: str, attribute: str, lacking: str) -> object:
+    """Import a package a strategy needs when the strategy is created, and check it has
+    what the strategy uses.
 
     ``unavailable_reason`` only looks the package up (:func:`find_reason`): importing
     scikit-learn or daal4py there would cost every listing of the strategies seconds.
-    What only an import can tell (a broken install, an attribute this version lacks) is
-    found here, as one clear error.
+    A strategy imports such packages in ``__init__`` instead (neither ``prepare`` nor
+    an iteration is then charged for the import), and what only an import can tell (a
+    broken install, an attribute this version lacks) is one clear error there.
 
     Raises
     ------

@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 from harness.model.gmm import GMMParams
-from strategies.base import find_reason, import_for_prepare
+from strategies.base import find_reason, import_optional
 from strategies.library import PEERS_INSTALL, LibraryFit, LibraryStrategy
 
 
@@ -54,10 +54,14 @@ class OneDALStrategy(LibraryStrategy):
             "daal4py", f"daal4py (scikit-learn-intelex) is not installed; `{PEERS_INSTALL}`"
         )
 
-    def _setup(self, X: np.ndarray) -> None:
-        daal4py = import_for_prepare(
+    def __init__(self, workers: int = 1) -> None:
+        super().__init__(workers)
+        self._daal4py = import_optional(
             "daal4py", "em_gmm", f"this daal4py has no em_gmm; `{PEERS_INSTALL}` for a current one"
         )
+
+    def _setup(self, X: np.ndarray) -> None:
+        daal4py = self._daal4py
         daal4py.daalinit(self.workers)
         self._threads = int(daal4py.num_threads())
 
@@ -67,8 +71,7 @@ class OneDALStrategy(LibraryStrategy):
     def _fit(
         self, X: np.ndarray, init: GMMParams, n_iter: int, reg_covar: float, tol: float | None
     ) -> LibraryFit:
-        import daal4py
-
+        daal4py = self._daal4py
         n = X.shape[0]
         algorithm = daal4py.em_gmm(
             nComponents=init.n_components,

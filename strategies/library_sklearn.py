@@ -39,8 +39,9 @@ class SklearnFitStrategy(LibraryStrategy):
     def unavailable_reason(cls) -> str | None:
         return find_reason("sklearn", "scikit-learn is not installed")
 
-    def _setup(self, X: np.ndarray) -> None:
-        # scikit-learn's import is slow: paid in prepare, not in the first timed fit.
+    def __init__(self, workers: int = 1) -> None:
+        super().__init__(workers)
+        # scikit-learn's import is slow: paid here, not in prepare or the first timed fit.
         from sklearn.mixture import GaussianMixture
 
         self._mixture = GaussianMixture

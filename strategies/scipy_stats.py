@@ -26,7 +26,8 @@ class ScipyStrategy(Strategy):
     description = "scipy.stats.multivariate_normal.logpdf per component, NumPy M-step"
     blas_parallel = True
 
-    def _setup(self, X: np.ndarray) -> None:
+    def __init__(self, workers: int = 1) -> None:
+        super().__init__(workers)
         # Imported here, not with the module: listing the strategies imports every
         # strategy module, and scipy.stats is a heavy import that only this one needs.
         from scipy.stats import Covariance, multivariate_normal

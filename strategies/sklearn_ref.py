@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from harness.model.gmm import REG_COVAR, DerivedParams, SufficientStats
-from strategies.base import Strategy, find_reason, import_for_prepare
+from strategies.base import Strategy, find_reason, import_optional
 
 
 class SklearnStrategy(Strategy):
@@ -26,12 +26,15 @@ class SklearnStrategy(Strategy):
     def unavailable_reason(cls) -> str | None:
         return find_reason("sklearn", "scikit-learn is not installed")
 
-    def _setup(self, X: np.ndarray) -> None:
-        import_for_prepare(
+    def __init__(self, workers: int = 1) -> None:
+        super().__init__(workers)
+        import_optional(
             "sklearn.mixture._gaussian_mixture",
             "_estimate_gaussian_parameters",
             "this scikit-learn has no _estimate_gaussian_parameters",
         )
+
+    def _setup(self, X: np.ndarray) -> None:
         from sklearn.mixture import GaussianMixture
 
         self._model = GaussianMixture(covariance_type="full", reg_covar=REG_COVAR)
