@@ -111,7 +111,7 @@ def test_the_committed_file_holds_the_bench_compiled_targets() -> None:
     targets = compiled_targets.load()
     figures = {metric.figure for _, metric in targets}
     assert figures == {"fastest_compiled_ms", "sklearn_ratio", "scaling", "peer_ratio"}
-    assert compiled_targets.peer_pairs(targets) == [("onedal", "openmp")]
+    assert compiled_targets.peer_pairs(targets) == [("onedal", "openmp"), ("numba", "openmp")]
 
 
 def test_a_bench_compiled_target_is_one_line_and_judged_per_workload(tmp_path: Path) -> None:

@@ -4,9 +4,9 @@ For each workload (``schreiber`` at n = 4,000,000, ``quinn``, ``highdim`` by def
 in one run, on the same data and from the same initial parameters:
 
 * every compiled strategy (``cython``, ``openmp``, ``openmp-components``,
-  ``joblib-threads``) at 1 and 2 workers, per full EM iteration through the driver's
-  own :func:`harness.sweep.em.em_iteration` (the fused one-pass iteration where the
-  strategy has one, as the driver uses it);
+  ``joblib-threads``, and ``numba``'s JIT-compiled kernels) at 1 and 2 workers, per
+  full EM iteration through the driver's own :func:`harness.sweep.em.em_iteration`
+  (the fused one-pass iteration where the strategy has one, as the driver uses it);
 * scikit-learn's E-step + M-step per iteration: the registered ``sklearn`` strategy,
   which calls ``GaussianMixture``'s own private steps, through the same driver, at 1
   and 2 BLAS threads;
@@ -55,7 +55,7 @@ from harness.bench.options import add_bench_options
 from harness.model import args as types
 from harness.model.errors import DataFileError, InvalidParameterError
 
-COMPILED = ("cython", "openmp", "openmp-components", "joblib-threads")
+COMPILED = ("cython", "openmp", "openmp-components", "joblib-threads", "numba")
 #: Peer libraries timed alongside by default (kind ``library``).
 PEERS = ("onedal", "sklearn-fit")
 DEFAULT_WORKLOADS = ("schreiber", "quinn", "highdim")

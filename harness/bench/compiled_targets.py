@@ -8,7 +8,8 @@ after a figure, separated by colons (``*`` as the workload: on every workload)::
     fastest_compiled_ms:<workload>:w<N>   median ms of the fastest compiled strategy at N
     sklearn_ratio:<workload>:w<N>         scikit-learn's best time / that strategy's time
     scaling:<workload>:<strategy>         the strategy's 1-worker / 2-worker time
-    peer_ratio:<workload>:<library>/<strategy>:w<N>   library time / strategy time at N
+    peer_ratio:<workload>:<other>/<strategy>:w<N>   the other's time / the strategy's at N
+                                                    (a library, or another strategy timed)
 
 A new target is a new line of that file. "Faster than scikit-learn" compares with
 scikit-learn's faster worker count (its best time), the stricter comparison.
@@ -182,7 +183,10 @@ def evaluate(
                 if figure is not None
                 else ""
             )
-            why = "not measured (is scikit-learn-intelex installed? pip install -e .[peers])"
+            why = (
+                f"not measured: {metric.library} and {metric.strategy} must both be timed "
+                "(--strategies, --peers; onedal needs pip install -e .[peers])"
+            )
         checks.append(_check(target, text, figure, detail, why))
     return checks
 
@@ -200,7 +204,7 @@ def speed_workers(workload: str, targets: list[tuple[Target, Metric]]) -> list[i
 
 
 def peer_pairs(targets: list[tuple[Target, Metric]]) -> list[tuple[str, str]]:
-    """The (library, strategy) pairs the targets compare, in file order."""
+    """The (other, strategy) pairs the ratio targets compare, in file order."""
     return list(
         dict.fromkeys(
             (metric.library, metric.strategy)
