@@ -26,15 +26,33 @@ def test_chunk_grid_is_the_openmp_one() -> None:
 def test_exp_is_accurate_and_flushes_underflow() -> None:
     from kernels import numba_em
 
+    compiled = numba_em.build()
+    # 4006 values: 500 vectors of LANES, then 6 one by one (the float64 code path).
     x = np.concatenate([np.linspace(-707, 709, 4001), [-1.0, 0.0, 1.0, -800.0, -1e6]])
     out = np.empty_like(x)
-    numba_em.build().vector_exp(x, out)
+    compiled.vector_exp(x, out)
     np.testing.assert_allclose(out[:-2], np.exp(x[:-2]), rtol=4e-16, atol=0)
     assert out[-2] == 0.0 and out[-1] == 0.0
     assert out[-5] == pytest.approx(np.exp(-1.0), rel=1e-15)
+    # The vector code path: underflow, -inf and NaN inside one vector.
+    special = np.array([-708.5, -745.2, -1e6, -np.inf, np.nan, 0.0, -1.0, 709.0])
+    out = np.empty_like(special)
+    compiled.vector_exp(special, out)
+    assert np.all(out[:4] == 0.0) and np.isnan(out[4]) and out[5] == 1.0
+    np.testing.assert_allclose(out[6:], np.exp(special[6:]), rtol=4e-16, atol=0)
 
 
-@pytest.mark.parametrize("d", [2, 3])  # 2 has its own one-pass code
+def test_log_is_accurate() -> None:
+    from kernels import numba_em
+
+    x = np.concatenate([np.geomspace(1e-300, 1e300, 100_001), [1.0, 2.0, np.sqrt(2.0)]])
+    out = np.empty_like(x)
+    numba_em.build().vector_log(x, out)
+    np.testing.assert_allclose(out, np.log(x), rtol=4e-16, atol=2e-16)
+    assert out[-3] == 0.0
+
+
+@pytest.mark.parametrize("d", [2, 3])  # 2 has its own kernel
 def test_statistics_are_bitwise_equal_at_one_and_two_threads(d: int) -> None:
     X = make_blobs(n=6000, d=d, k=4, seed=2)
     derived = derive(initial_params(X, 4, seed=1))
@@ -85,6 +103,25 @@ def test_a_changed_compile_option_never_reuses_cached_code(tmp_path) -> None:
     finally:
         numba_em._BUILT.clear()
         numba_em._BUILT.update(saved)
+
+
+def test_read_only_data_and_parameters_compile_nothing_after_prepare() -> None:
+    # Derived parameters are read-only arrays, and so may the data be: Numba compiles a
+    # separate specialisation for read-only arrays, which must happen in prepare.
+    X = make_blobs(n=3000, d=2, k=3, seed=4)
+    X.setflags(write=False)
+    derived = derive(initial_params(X, 3, seed=0))
+    with strategies.create("numba", workers=2) as strategy:
+        strategy.prepare(X)
+        run_chunks = strategy.compiled.run_chunks
+        signatures = list(run_chunks.signatures)
+        strategy.fused_iteration(derived)
+        log_resp, _ = strategy.e_step(derived)
+        log_resp.setflags(write=False)
+        strategy.m_step(log_resp)
+        assert run_chunks.signatures == signatures
+        info = strategy.runtime_info()
+    assert info["numba_init_seconds"] >= 0 and info["numba_import_seconds"] >= 0
 
 
 def test_missing_numba_is_unavailable_with_the_install_command(monkeypatch) -> None:
