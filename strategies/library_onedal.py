@@ -61,6 +61,12 @@ class OneDALStrategy(LibraryStrategy):
         )
 
     def _setup(self, X: np.ndarray) -> None:
+        self._use_threads()
+
+    def _use_threads(self) -> None:
+        # daalinit sets oneDAL's thread count for the whole process, so it is set again
+        # before every fit: another oneDAL strategy in the process (bench-compiled
+        # prepares every configuration, then interleaves them) may have changed it.
         daal4py = self._daal4py
         daal4py.daalinit(self.workers)
         self._threads = int(daal4py.num_threads())
@@ -71,6 +77,7 @@ class OneDALStrategy(LibraryStrategy):
     def _fit(
         self, X: np.ndarray, init: GMMParams, n_iter: int, reg_covar: float, tol: float | None
     ) -> LibraryFit:
+        self._use_threads()
         daal4py = self._daal4py
         n = X.shape[0]
         algorithm = daal4py.em_gmm(

@@ -251,6 +251,23 @@ def test_real_library_agrees_within_its_stated_tolerance(name, small) -> None:
     )
 
 
+def test_onedal_fits_at_its_own_thread_count_beside_another_onedal(small) -> None:
+    """oneDAL's thread count is process-wide: each fit must set its own again."""
+    info = strategies.get_info("onedal")
+    if not info.available:
+        pytest.skip(f"onedal: {info.reason}")
+    import daal4py
+
+    X, init = small
+    with strategies.create("onedal", 1) as one, strategies.create("onedal", 2) as two:
+        one.prepare(X)
+        two.prepare(X)  # the last daalinit of the process: 2 threads
+        one.fit(init, 2)
+        assert daal4py.num_threads() == 1 and one.runtime_info()["threads_used"] == 1
+        two.fit(init, 2)
+        assert daal4py.num_threads() == 2 and two.runtime_info()["threads_used"] == 2
+
+
 def test_library_strategies_have_no_steps() -> None:
     with SleepyLibrary() as strategy, pytest.raises(NotImplementedError, match="whole-fit"):
         strategy.e_step(None)
