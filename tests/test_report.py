@@ -439,6 +439,34 @@ def test_report_shows_the_hand_computed_numbers(
     assert "No Amdahl extrapolation is given" in report
 
 
+def test_floor_section_states_the_fastest_against_the_measured_floor() -> None:
+    from harness.report.sections import floor_section
+    from harness.sweep.floors import floor_key
+
+    # highdim n = 5,000 (d > 2): a FLOP floor of 0.2 s on one core, 0.1 s on two
+    floors = {floor_key("highdim", 5_000): {"kind": "flop", "one_core_ms": 200.0, "basis": "b"}}
+    text = floor_section(an.analyse(_hand_table(), usable_cores=2, floors=floors))
+    rows = {
+        line.split("|")[3].strip(): line
+        for line in text.splitlines()
+        if line.startswith("| `highdim`")
+    }
+    # fastest at 1 worker: einsum 0.5 s (floor 0.2 s: 40%); at 2: einsum 0.4 s (0.1 s: 25%)
+    assert "`einsum` 500 ms" in rows["1"] and rows["1"].rstrip(" |").endswith("40%")
+    assert "`einsum` 400 ms" in rows["2"] and rows["2"].rstrip(" |").endswith("25%")
+    assert "flop floor: b" in text
+    assert floor_section(an.analyse(_hand_table(), usable_cores=2)) == ""  # none measured
+
+
+def test_measured_floors_have_their_kind_and_a_positive_time() -> None:
+    from harness.sweep.floors import measure_floor
+
+    exp = measure_floor(10_000, 2, 4)
+    assert exp["kind"] == "exp" and exp["one_core_ms"] > 0 and "40,000 values" in exp["basis"]
+    flop = measure_floor(1_000, 8, 2)
+    assert flop["kind"] == "flop" and flop["one_core_ms"] > 0 and "GFLOP" in flop["basis"]
+
+
 def test_karp_flatt_and_amdahl_functions() -> None:
     assert an.karp_flatt(np.array([2.0]), np.array([2.0]))[0] == pytest.approx(0.0)
     assert an.karp_flatt(np.array([1.0]), np.array([4.0]))[0] == pytest.approx(1.0)

@@ -203,6 +203,9 @@ def test_tiny_sweep_writes_pyperf_json_and_the_documented_table(tiny_run: Path) 
     }
     skipped = table[table["status"] == "skipped"]
     assert skipped["error"].str.contains("serial strategy").all()
+    floors = load_meta(tiny_run)["floors"]  # measured once per size, for the report
+    assert set(floors) == {"schreiber-n1000", "schreiber-n2000"}
+    assert all(floor["kind"] == "exp" and floor["one_core_ms"] > 0 for floor in floors.values())
 
     ok = table[table["status"] == "ok"]
     assert set(ok["d"]) == {2} and set(ok["k"]) == {4}

@@ -16,10 +16,10 @@ in one run, on the same data and from the same initial parameters:
   that the m iterations last :data:`LIBRARY_SPAN`); their fixed cost is printed apart,
   and each library's final parameters are checked once against the reference under its
   own regularisation;
-* the floors, measured here: for d = 2 the *exp floor*, NumPy's (SIMD) ``np.exp`` over
-  n * k values on one core, divided by the workers (one exp per point and component is
-  the least an E-step does); for d > 2 the *FLOP floor*, :func:`flops_per_iteration`
-  FLOPs at a measured one-thread DGEMM rate (:func:`dgemm_rate`) times the workers.
+* the floors (:mod:`harness.sweep.floors`), measured here: for d = 2 the *exp floor*,
+  NumPy's (SIMD) ``np.exp`` over n * k values on one core, divided by the workers (one
+  exp per point and component is the least an E-step does); for d > 2 the *FLOP floor*,
+  the iteration's FLOPs at a measured one-thread DGEMM rate times the workers.
   Each workload's fastest compiled strategy is printed as "x% of the floor": the floor's
   time over its time (100% is at the floor);
 * the kernel-only time of each fused strategy (its one-pass statistics alone, without
@@ -54,6 +54,7 @@ from harness.bench.compiled_targets import REFERENCE
 from harness.bench.options import add_bench_options
 from harness.model import args as types
 from harness.model.errors import DataFileError, InvalidParameterError
+from harness.sweep.floors import DGEMM_SIZE, dgemm_rate, exp_values, flops_per_iteration
 
 COMPILED = ("cython", "openmp", "openmp-components", "joblib-threads", "numba")
 #: Peer libraries timed alongside by default (kind ``library``).
@@ -62,9 +63,6 @@ DEFAULT_WORKLOADS = ("schreiber", "quinn", "highdim")
 #: Seconds the differenced iterations of one library pair last at least: well above
 #: the run-to-run noise of a whole fit's fixed cost.
 LIBRARY_SPAN = 0.2
-#: Square size of the DGEMM whose one-thread rate sets the FLOP floor: large enough to
-#: run at BLAS's peak (packed, cache-blocked), small enough to time in milliseconds.
-DGEMM_SIZE = 512
 
 
 @dataclass
@@ -100,37 +98,6 @@ class Config:
     @property
     def kernel_ms(self) -> float | None:
         return float(np.median(self.kernel_seconds)) * 1e3 if self.kernel_seconds else None
-
-
-def flops_per_iteration(n: int, d: int, k: int) -> float:
-    """Useful FLOPs of one EM iteration with full covariances: ``2 n k d (d + 1)``.
-
-    Per point and component, the E-step's product with the triangular precision
-    factor, ``(x - mu) @ P``, is ``d (d + 1) / 2`` multiply-adds, and the M-step's
-    weighted symmetric scatter ``r (x - m)(x - m)^T`` as many again; each multiply-add
-    is two FLOPs. Terms linear in d (norms, means, the exp) are left out: the floor is
-    a lower bound.
-    """
-    return 2.0 * n * k * d * (d + 1)
-
-
-def dgemm_rate(size: int = DGEMM_SIZE, min_seconds: float = 0.2) -> float:
-    """FLOP/s of NumPy's DGEMM on one thread (best of repeated ``size`` x ``size`` products)."""
-    from threadpoolctl import threadpool_limits
-
-    rng = np.random.default_rng(0)
-    a, b = rng.standard_normal((size, size)), rng.standard_normal((size, size))
-    out = np.empty((size, size))
-    best = np.inf
-    with threadpool_limits(limits=1, user_api="blas"):
-        np.matmul(a, b, out=out)  # warm-up: BLAS start, pages
-        spent = 0.0
-        while spent < min_seconds:
-            start = time.perf_counter()
-            np.matmul(a, b, out=out)
-            elapsed = time.perf_counter() - start
-            best, spent = min(best, elapsed), spent + elapsed
-    return 2.0 * size**3 / best
 
 
 # --------------------------------------------------------------------------------------
@@ -262,9 +229,7 @@ def _bench_workload(name: str, args: argparse.Namespace) -> dict[str, object]:
     dataset = make_workload(name, n=args.n, seed=args.seed)
     X, k = dataset.X, dataset.k
     init = initial_params(X, k, seed=args.seed)
-    rng = np.random.default_rng(args.seed)
-    # Values like those the kernels exponentiate (log-densities minus their row max).
-    exp_input = rng.uniform(-30.0, 0.0, size=dataset.n * k)
+    exp_input = exp_values(dataset.n * k, args.seed)
     configs, skipped = _prepare_configs(
         [*args.strategies, REFERENCE, *args.peers], args.workers, X, init
     )

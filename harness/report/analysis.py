@@ -519,6 +519,9 @@ class Analysis:
         :func:`disturbed_configurations`.
     findings : list of Finding
         :func:`harness.report.findings.findings`.
+    floors : dict
+        The run's measured iteration floors (``meta.json`` ``floors``, by
+        :func:`harness.sweep.floors.floor_key`); empty for runs that did not measure them.
     """
 
     table: pd.DataFrame
@@ -533,9 +536,12 @@ class Analysis:
     draws: Draws = field(default_factory=Draws)
     disturbed: pd.DataFrame = field(default_factory=pd.DataFrame)
     findings: list = field(default_factory=list)
+    floors: dict = field(default_factory=dict)
 
 
-def analyse(table: pd.DataFrame, usable_cores: int | None = None) -> Analysis:
+def analyse(
+    table: pd.DataFrame, usable_cores: int | None = None, floors: dict | None = None
+) -> Analysis:
     """Derive every number of the report from a tidy results table.
 
     Parameters
@@ -544,6 +550,8 @@ def analyse(table: pd.DataFrame, usable_cores: int | None = None) -> Analysis:
         Columns :data:`~harness.sweep.results.COLUMNS` (at least the first nine).
     usable_cores : int, optional
         Cores of the machine that ran the sweep (``meta.json`` host).
+    floors : dict, optional
+        ``meta.json`` ``floors``.
 
     Returns
     -------
@@ -572,6 +580,7 @@ def analyse(table: pd.DataFrame, usable_cores: int | None = None) -> Analysis:
         usable_cores=usable_cores,
         draws=draws,
         disturbed=disturbed_configurations(table),
+        floors=dict(floors or {}),
     )
     result.findings = findings(result)
     return result

@@ -36,6 +36,7 @@ from harness.report.findings import FINDINGS_FILE
 from harness.report.run_section import find_key, run_section, sweep_arguments
 from harness.report.sections import (
     disturbed_section,
+    floor_section,
     not_measured_section,
     peers_section,
     phase_section,
@@ -44,6 +45,7 @@ from harness.report.sections import (
 )
 from harness.report.text import fmt_n
 from harness.report.uncertainty import CONFIDENCE, SINGLE_PROCESS_ALLOWANCE
+from harness.sweep.floors import FLOORS_KEY
 from harness.sweep.formats import write_text_atomic
 from harness.sweep.results import (
     CHARTS_DIR,
@@ -205,7 +207,7 @@ def plot_run(
     # Missing or damaged metadata is refused: a report that cannot say what machine and
     # build measured its figures would present them as if it could.
     meta = load_meta(run_dir)
-    analysis = analyse(table, usable_cores=_usable_cores(meta))
+    analysis = analyse(table, usable_cores=_usable_cores(meta), floors=meta.get(FLOORS_KEY))
     charts_dir = run_dir / CHARTS_DIR
     result = PlotResult(run_dir / REPORT_FILE, charts_dir, analysis)
     styles = charts.styles_for(analysis)
@@ -470,6 +472,7 @@ def render_report(analysis: Analysis, meta: dict, result: PlotResult, run_dir: P
     parts += [overhead.overhead_section(micro, _image(result, "overhead", "Overhead against work"))]
     parts += [
         peers_section(analysis),
+        floor_section(analysis),
         cluster_section(analysis, run_dir),
         disturbed_section(analysis),
         not_measured_section(analysis),

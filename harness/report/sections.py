@@ -449,3 +449,59 @@ def peers_section(analysis: Analysis) -> str:
             "",
         ]
     )
+
+
+def floor_section(analysis: Analysis) -> str:
+    """How far the fastest strategy is from the measured floor of an iteration.
+
+    At each (workload, n, workers) measured with a floor in the run's metadata
+    (:mod:`harness.sweep.floors`): the fastest undisturbed strategy of this project at
+    exactly that many workers, and the floor on that many cores as a share of its
+    median time (100% is at the floor; above it, faster than the floor's own code).
+    """
+    if not analysis.floors:
+        return ""
+    from harness.sweep.floors import floor_key
+
+    summary = analysis.summary
+    iteration = summary[(summary["phase"] == "iteration") & (summary["kind"] != "library")]
+    if "disturbed" in iteration:
+        iteration = iteration[~iteration["disturbed"].fillna(False).astype(bool)]
+    rows, bases = [], {}
+    for (workload, n, workers), group in iteration.groupby(["workload", "n", "workers"]):
+        floor = analysis.floors.get(floor_key(workload, n))
+        if not floor or group.empty:
+            continue
+        best = group.loc[group["median"].idxmin()]
+        floor_seconds = float(floor["one_core_ms"]) / 1e3 / int(workers)
+        bases[(workload, n)] = f"{floor['kind']} floor: {floor['basis']}"
+        rows.append(
+            [
+                f"`{workload}`",
+                fmt_n(n),
+                str(int(workers)),
+                f"`{best['strategy']}` {fmt_ms(best['median'])}",
+                fmt_ms(floor_seconds),
+                f"{100 * floor_seconds / best['median']:.0f}%",
+            ]
+        )
+    if not rows:
+        return ""
+    headers = ["workload", "n", "workers", "fastest", "floor", "floor / fastest"]
+    notes = [f"- `{w}` n = {fmt_n(n)}: {basis}" for (w, n), basis in sorted(bases.items())]
+    return "\n".join(
+        [
+            "## Distance from the floor",
+            "",
+            "The least time an iteration's work could take here, measured at the start of "
+            "the sweep: for d = 2 one `np.exp` per point and component (NumPy's SIMD exp "
+            "on one core), for d > 2 the iteration's useful FLOPs at the one-thread DGEMM "
+            "rate; divided by the workers. 100% is at the floor; above 100% is faster than "
+            "the floor's own code.",
+            "",
+            md_table(headers, rows, "lrrlrr"),
+            "",
+            *notes,
+            "",
+        ]
+    )

@@ -47,6 +47,7 @@ from typing import Any
 from harness.model.errors import InvalidParameterError
 from harness.model.threads import OversubscriptionWarning, usable_cores
 from harness.sweep.faults import disturbance_ignored
+from harness.sweep.floors import FLOORS_KEY, floor_key, measure_floor
 from harness.sweep.folder import WORK_DIR, RunFolder
 from harness.sweep.formats import format_seconds, write_text_atomic
 from harness.sweep.launch import measure_in_process, process_rows, time_limit
@@ -416,7 +417,17 @@ class SweepRunner:
 
     def _input_files(self, configuration: Configuration) -> dict[str, str]:
         data_file, init_file = self._inputs_for(configuration.workload, configuration.n)
+        if configuration.problem == "gmm":
+            self._measure_floor(configuration)
         return {"data_file": data_file, "init_file": init_file}
+
+    def _measure_floor(self, configuration: Configuration) -> None:
+        """The iteration's floor at this workload size, once per run folder (``meta.json``
+        ``floors``), measured here in the parent while no measurement process runs."""
+        floors = self.folder.meta.setdefault(FLOORS_KEY, {})
+        key = floor_key(configuration.workload, configuration.n)
+        if key not in floors:
+            floors[key] = measure_floor(configuration.n, configuration.d, configuration.k)
 
     def _first_process(self, state: _State) -> tuple[str, list[dict], str] | None:
         """The configuration's first process, with the budget decisions; None when ok.
