@@ -43,7 +43,7 @@ def import_optional(module: str, attribute: str, lacking: str) -> object:
     what the strategy uses.
 
     ``unavailable_reason`` only looks the package up (:func:`find_reason`): importing
-    scikit-learn or daal4py there would cost every listing of the strategies seconds.
+    scikit-learn or daal4py there would slow every listing of the strategies down.
     A strategy imports such packages in ``__init__`` instead (neither ``prepare`` nor
     an iteration is then charged for the import), and what only an import can tell (a
     broken install, an attribute this version lacks) is one clear error there.
