@@ -819,15 +819,6 @@ def _chunk_kernel(op, dims, X, log_norm, means, prec, shift, log_resp, partials,
         chunk = _fetch_add(queue, 0, 1)
 
 
-def sum_rows(partials, total):
-    """total = partials[0] + partials[1] + ..., rows added in order. total: (row_size,)."""
-    for s in range(total.shape[0]):
-        total[s] = 0.0
-    for r in range(partials.shape[0]):
-        for s in range(total.shape[0]):
-            total[s] += partials[r, s]
-
-
 def run_chunks(
     kernel, op, X, log_norm, means, prec, shift, log_resp, rows_per_chunk, B, partials, total,
     threads,
@@ -883,7 +874,7 @@ def run_chunks(
             op, dims.ctypes, X.ctypes, log_norm.ctypes, means.ctypes, prec.ctypes,
             shift.ctypes, log_resp.ctypes, partials.ctypes, queue.ctypes,
         )  # fmt: skip
-    # As sum_rows (inline: one function fewer to compile).
+    # The chunks' rows, added in chunk order.
     for s in range(total.shape[0]):
         total[s] = 0.0
     for r in range(partials.shape[0]):
@@ -906,7 +897,7 @@ _HELPERS = (
 _VARIANT_HELPERS = ("_load_block", "_log_prob_block", "_accumulate_block")
 _VARIANTS = ("2d", "nd")
 #: Called from Python (the tests' entry points only when a test calls them).
-_ENTRY_POINTS = ("vector_exp", "vector_log", "sum_rows")
+_ENTRY_POINTS = ("vector_exp", "vector_log")
 
 #: LLVM fast-math flags allowed by ``Options(fastmath=True)``: everything except
 #: ``reassoc`` (and ``afn``, approximate functions), which would fold the rounding
@@ -996,7 +987,7 @@ class Compiled:
     options : Options
     cache_dir : pathlib.Path
         Where Numba caches this option set's machine code.
-    run_chunks, sum_rows, vector_exp, vector_log : numba dispatcher
+    run_chunks, vector_exp, vector_log : numba dispatcher
         The functions of the same names above; each compiles (or loads from the
         cache) on its first call.
     """
@@ -1007,7 +998,6 @@ class Compiled:
         self._namespaces = namespaces
         shared = namespaces[_VARIANTS[0]]
         self.run_chunks = shared["run_chunks"]
-        self.sum_rows = shared["sum_rows"]
         self.vector_exp = shared["vector_exp"]
         self.vector_log = shared["vector_log"]
         self._kernels: dict[str, object] = {}
