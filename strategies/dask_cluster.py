@@ -310,8 +310,7 @@ class DaskStrategy(ShiftedSumsStrategy):
     # ---- start-up -----------------------------------------------------------------------
 
     def _setup(self, X: np.ndarray) -> None:
-        self._latch.hit = False  # a Ctrl-C before this prepare was already acted on
-        self._latch.install()
+        self._latch.arm()
         try:
             self._start(X)
         except BaseException:

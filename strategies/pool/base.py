@@ -191,8 +191,7 @@ class ProcessPoolStrategy(Strategy):
         # Registered before anything is created, so that whatever exists is released
         # on close(), when the strategy is garbage-collected, or at interpreter exit.
         self._finalizer = weakref.finalize(self, resources.release)
-        self._latch.hit = False  # a Ctrl-C before this prepare was already acted on
-        self._latch.install()
+        self._latch.arm()
         self._data_mean = X.mean(axis=0)
         self._worker_reports = self._start(X, resources)
         if resources.processes:

@@ -390,6 +390,11 @@ class InterruptLatch:
         self._previous = current
         signal.signal(signal.SIGINT, self._handler)
 
+    def arm(self) -> None:
+        """Install for a new ``prepare``: a Ctrl-C from before it was already acted on."""
+        self.hit = False
+        self.install()
+
     def uninstall(self) -> None:
         with contextlib.suppress(ValueError, TypeError):  # not the main thread, or at exit
             if signal.getsignal(signal.SIGINT) is self._handler and self._previous is not None:
