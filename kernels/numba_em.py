@@ -1125,12 +1125,6 @@ def _rebind(function: types.FunctionType, namespace: dict, name: str | None = No
     return copy
 
 
-def cache_stats(compiled: Compiled) -> tuple[int, int]:
-    """(hits, misses) of Numba's on-disk cache over what ``compiled`` has compiled or
-    loaded for the strategy (:meth:`Compiled.cache_use`)."""
-    return compiled.cache_use()
-
-
 def unpack_sums(total: np.ndarray, k: int, d: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Mass (k,), S1 (k, d) and a full symmetric S2 (k, d, d) from a summed partial row.
 

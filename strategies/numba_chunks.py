@@ -117,7 +117,7 @@ class NumbaStrategy(ShiftedSumsStrategy):
         self._kernel = compiled.kernel(X.shape[1])
         self._compile_all(compiled, X)
         self._compile_seconds = time.perf_counter() - started
-        hits, misses = numba_em.cache_stats(compiled)
+        hits, misses = compiled.cache_use()
         # "cached": every kernel was loaded from Numba's disk cache; "cold": some compiled.
         self._compile_source = "cached" if hits and not misses else "cold"
         self._compiled = compiled
@@ -172,11 +172,11 @@ class NumbaStrategy(ShiftedSumsStrategy):
 
     def _grid(self, k: int) -> tuple[int, int, int]:
         """(rows per chunk, rows per block, chunks) for the prepared data and k."""
-        from kernels.numba_em import block_rows
+        from kernels.numba_em import block_rows, n_chunks
 
         n, d = self.X.shape
         rows = _chunk_rows(n, d, k)
-        return rows, block_rows(d, k), (n + rows - 1) // rows
+        return rows, block_rows(d, k), n_chunks(n, rows)
 
     def _run(self, op: int, model, shift, log_resp, row_size: int) -> np.ndarray:
         """Run ``op`` over the chunk grid on ``self.workers`` threads; the summed row."""
